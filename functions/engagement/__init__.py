@@ -1,0 +1,1 @@
+"""Community engagement scoring: webhook ingest, identity, decayed scores, tiers and CRM sync."""

@@ -1,0 +1,113 @@
+"""Which member changes the CRM hears about, and what it is told.
+
+The member table's stream carries every write. Only materialized writes (a new `version`) or a
+newly known email are news to the CRM; accumulator-only writes are not. Within one batch the
+newest image of each member wins, so a burst of events costs one update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from engagement.domain.taxonomy import Taxonomy
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    member_id: str
+    email: str
+    name: str
+    score: float
+    tier: str
+    previous_tier: str | None
+    tier_changed_at: str | None
+    last_activity_at: str | None
+    version: int
+    entered_task_tier: bool
+
+    def properties(self) -> dict[str, str]:
+        """The CRM's custom contact properties for this change."""
+        props = {
+            "community_score": f"{self.score:.2f}",
+            "community_tier": self.tier,
+        }
+        if self.tier_changed_at:
+            props["community_tier_changed_at"] = self.tier_changed_at
+        if self.last_activity_at:
+            props["community_last_activity_at"] = self.last_activity_at
+        return props
+
+    def task_subject(self) -> str:
+        return f"Community {self.tier}: {self.name} ({self.email})"
+
+    def task_body(self) -> str:
+        came_from = f" from {self.previous_tier}" if self.previous_tier and self.previous_tier != "none" else ""
+        return (
+            f"{self.name} moved{came_from} into the {self.tier} community tier with a score of {self.score:.1f}. "
+            f"Last community activity: {self.last_activity_at or 'unknown'}."
+        )
+
+
+@dataclass(frozen=True)
+class Skipped:
+    member_id: str
+    reason: str
+
+
+def change_from_images(
+    old: dict[str, Any] | None, new: dict[str, Any] | None, taxonomy: Taxonomy
+) -> MemberChange | Skipped | None:
+    """The CRM update a member write calls for; None when the write is no news to the CRM."""
+    if not new or "tier" not in new:
+        return None
+    versioned = old is None or old.get("version") != new.get("version")
+    email_new = (old or {}).get("email") != new.get("email")
+    if not versioned and not email_new:
+        return None
+    member_id = str(new["member_id"])
+    email = new.get("email")
+    if not email:
+        return Skipped(member_id, "member has no email address; not pushed to the CRM")
+    previous = (old or {}).get("tier")
+    entered = (
+        new["tier"] != previous
+        and new["tier"] in taxonomy.task_tiers
+        and taxonomy.tier_rank(new["tier"]) > taxonomy.tier_rank(previous)
+    )
+    return MemberChange(
+        member_id=member_id,
+        email=str(email),
+        name=str(new.get("name") or email),
+        score=float(new.get("score", 0)),
+        tier=str(new["tier"]),
+        previous_tier=str(previous) if previous else None,
+        tier_changed_at=_str(new.get("tier_changed_at")),
+        last_activity_at=_str(new.get("last_activity_at")),
+        version=int(new.get("version", 0)),
+        entered_task_tier=entered,
+    )
+
+
+def latest_per_member(changes: Iterable[MemberChange]) -> list[MemberChange]:
+    """One change per member: the highest version, keeping any task an earlier image earned."""
+    latest: dict[str, MemberChange] = {}
+    for change in changes:
+        current = latest.get(change.member_id)
+        if current is None or change.version >= current.version:
+            entered = change.entered_task_tier or (current.entered_task_tier if current else False)
+            latest[change.member_id] = _with_entered(change, entered)
+        elif change.entered_task_tier:
+            latest[change.member_id] = _with_entered(current, True)
+    return list(latest.values())
+
+
+def _with_entered(change: MemberChange, entered: bool) -> MemberChange:
+    if change.entered_task_tier == entered:
+        return change
+    return MemberChange(**{**change.__dict__, "entered_task_tier": entered})
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value is not None else None

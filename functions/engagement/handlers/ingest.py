@@ -1,0 +1,176 @@
+"""The webhook pipeline every platform shares: size, signature, content type, body, mapping, store.
+
+Order matters: the size check runs before hashing, and the signature is checked before the body
+is parsed, so an unauthenticated caller learns nothing about what we would accept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from engagement.adapters.config_source import current_taxonomy
+from engagement.adapters.dynamo import Store
+from engagement.adapters.secrets import get_secret
+from engagement.domain import scoring, signatures
+from engagement.domain.activity import Activity, Ignored
+from engagement.domain.taxonomy import Taxonomy
+from engagement.handlers.errors import (
+    BadRequest,
+    NotConfigured,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    WebhookError,
+)
+from engagement.handlers.http import WebhookRequest, json_response
+from engagement.observability import logger, metrics
+from engagement.settings import Settings
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+Classifier = Callable[[WebhookRequest, dict[str, Any], Taxonomy, datetime, Store], Activity | Ignored]
+
+
+@dataclass(frozen=True)
+class Platform:
+    """How one platform signs, labels and shapes its deliveries."""
+
+    name: str
+    secret_name: str
+    signature_header: str
+    required_headers: tuple[str, ...]
+    delivery_header: str
+    classify: Classifier
+    media_types: tuple[str, ...] = (JSON, FORM)
+    decode: Callable[[str, bytes], Any] = field(default=lambda media_type, body: json.loads(body))
+
+
+@dataclass
+class Dependencies:
+    """What the pipeline talks to; built once per cold start, replaced in tests."""
+
+    settings: Settings
+    store: Store
+    taxonomy: Callable[[], Taxonomy] = current_taxonomy
+    secret: Callable[[str], str | None] = get_secret
+    clock: Callable[[], datetime] = scoring.utc_now
+
+
+def default_dependencies() -> Dependencies:
+    import boto3  # deferred so that importing a handler module stays cheap for local tools
+
+    settings = Settings.from_env()
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return Dependencies(settings=settings, store=Store(settings, boto3.client("dynamodb", region_name=region)))
+
+
+def handle(platform: Platform, event: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
+    """Answer one webhook delivery; bad input gets a 4xx naming what was wrong."""
+    try:
+        request = WebhookRequest.from_api_gateway(event)
+        logger.append_keys(platform=platform.name, delivery=request.header(platform.delivery_header))
+        return _accept(platform, request, deps)
+    except WebhookError as error:
+        logger.warning("delivery refused", extra={"status": error.status, "code": error.code, "reason": error.message})
+        metrics.add_metric(name="DeliveriesRefused", unit=MetricUnit.Count, value=1)
+        if isinstance(error, Unauthorized):
+            metrics.add_metric(name="BadSignatures", unit=MetricUnit.Count, value=1)
+        return json_response(error.status, {"status": "refused", "error": error.code, "message": error.message})
+    except NotConfigured as error:
+        logger.error("function not configured", extra={"reason": str(error)})
+        return json_response(500, {"status": "error", "message": str(error)})
+
+
+def _accept(platform: Platform, request: WebhookRequest, deps: Dependencies) -> dict[str, Any]:
+    limit = deps.settings.max_body_bytes
+    if len(request.body) > limit:
+        raise PayloadTooLarge("too_large", f"the body is {len(request.body)} bytes; the limit is {limit}")
+
+    signature = request.header(platform.signature_header)
+    if signature is None:
+        raise Unauthorized("missing_signature", f"the {platform.signature_header} header is missing")
+    secret = deps.secret(platform.secret_name)
+    if not secret:
+        raise NotConfigured(f"the {platform.name} webhook secret is not configured ({platform.secret_name})")
+    if not signatures.verify(signature, secret, request.body):
+        raise Unauthorized("bad_signature", f"the {platform.signature_header} signature does not match the body")
+
+    media_type = request.media_type
+    if media_type not in platform.media_types:
+        raise UnsupportedMediaType(
+            "unsupported_media_type",
+            f"content type {media_type or '(none)'!r} is not supported; send {' or '.join(platform.media_types)}",
+        )
+    for name in platform.required_headers:
+        if request.header(name) is None:
+            raise BadRequest("missing_header", f"the {name} header is missing")
+    if not request.body.strip():
+        raise BadRequest("empty_body", "the body is empty")
+    try:
+        payload = platform.decode(media_type, request.body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest("malformed_body", f"the body is not valid {media_type}: {error}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("malformed_body", "the body must be a JSON object")
+
+    received_at = deps.clock()
+    taxonomy = deps.taxonomy()
+    outcome = platform.classify(request, payload, taxonomy, received_at, deps.store)
+    if isinstance(outcome, Ignored):
+        return _ignored(platform, outcome, deps, received_at)
+
+    logger.append_keys(event_id=outcome.event_id, action=outcome.action)
+    recorded = deps.store.record(outcome, request.body, media_type, received_at, taxonomy)
+    if recorded.status == "duplicate":
+        logger.info("duplicate delivery")
+        metrics.add_metric(name="DuplicateDeliveries", unit=MetricUnit.Count, value=1)
+        return json_response(
+            200,
+            {
+                "status": "duplicate",
+                "event_id": recorded.event_id,
+                "message": "this event was stored before; nothing changed",
+            },
+        )
+    logger.info("activity stored", extra={"member_id": recorded.member_id, "tier": recorded.tier})
+    metrics.add_metric(name="ActivitiesStored", unit=MetricUnit.Count, value=1)
+    return json_response(
+        202,
+        {
+            "status": "stored",
+            "event_id": recorded.event_id,
+            "member_id": recorded.member_id,
+            "action": outcome.action,
+            "score": round(recorded.score or 0.0, 4),
+            "tier": recorded.tier,
+        },
+    )
+
+
+def _ignored(platform: Platform, outcome: Ignored, deps: Dependencies, received_at: datetime) -> dict[str, Any]:
+    member_id = deps.store.resolve(outcome.account, received_at) if outcome.account else None
+    logger.info("delivery ignored", extra={"code": outcome.code, "reason": outcome.reason, "member_id": member_id})
+    metrics.add_metric(name="DeliveriesIgnored", unit=MetricUnit.Count, value=1)
+    body: dict[str, Any] = {"status": "ignored", "code": outcome.code, "reason": outcome.reason}
+    if member_id:
+        body["member_id"] = member_id
+    return json_response(200, body)
+
+
+def decode_json_or_form(media_type: str, body: bytes) -> Any:
+    """JSON as sent, or GitHub's form encoding: the JSON document in the `payload` field."""
+    if media_type == FORM:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+        if "payload" not in fields:
+            raise ValueError("the form has no payload field")
+        return json.loads(fields["payload"][0])
+    return json.loads(body)

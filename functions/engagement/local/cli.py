@@ -1,0 +1,188 @@
+"""`engagement`: run the functions and the whole pipeline locally, with no AWS account."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Community engagement scoring, run locally.", no_args_is_help=True, add_completion=False)
+# Wide enough for the members table when output goes to a file or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+FUNCTIONS = {
+    "github-webhook": "engagement.handlers.github_webhook",
+    "discourse-webhook": "engagement.handlers.discourse_webhook",
+    "recalc": "engagement.handlers.recalc",
+    "crm-sync": "engagement.handlers.crm_sync",
+}
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _quiet_logs() -> None:
+    # Handlers log JSON lines for CloudWatch; on a terminal only warnings are worth showing.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
+def _handler(function: str) -> Any:
+    import importlib
+
+    if function not in FUNCTIONS:
+        err.print(f"[red]unknown function {function!r}[/]; choose one of: {', '.join(FUNCTIONS)}")
+        raise typer.Exit(2)
+    return importlib.import_module(FUNCTIONS[function]).lambda_handler
+
+
+def _existing_stack() -> Any:
+    """The stack another command started (`serve`) or the configured endpoint; exits if none."""
+    from engagement.local.stack import LocalStack, apply_local_environment, configured_endpoint, running_endpoint
+
+    apply_local_environment()
+    endpoint = configured_endpoint() or running_endpoint()
+    if endpoint is None:
+        err.print(
+            "No local stack is running. Start one with [bold]engagement serve[/] (or set "
+            "AWS_ENDPOINT_URL_DYNAMODB), or run [bold]engagement demo[/]."
+        )
+        raise typer.Exit(2)
+    return LocalStack(endpoint).start()
+
+
+@app.command()
+def invoke(
+    function: str = typer.Argument(..., help=f"One of: {', '.join(FUNCTIONS)}"),
+    event_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A sample event, e.g. from events/"),
+) -> None:
+    """Run one function's handler on a sample event and print its response."""
+    from engagement.local.stack import LambdaContext, local_stack
+
+    _quiet_logs()
+    try:
+        event = json.loads(event_file.read_text(encoding="utf-8"))
+    except ValueError as error:
+        err.print(f"[red]{event_file} is not valid JSON:[/] {error}")
+        raise typer.Exit(2) from None
+    handler = _handler(function)
+    with local_stack():
+        response = handler(event, LambdaContext(function))
+    console.print_json(json.dumps(response, default=str))
+
+
+@app.command()
+def serve(port: int = typer.Option(8000, help="Port on 127.0.0.1")) -> None:
+    """Serve POST /webhooks/{platform} locally, with an embedded DynamoDB and the CRM sync stream."""
+    from engagement.handlers import crm_sync
+    from engagement.local.server import make_server
+    from engagement.local.stack import LocalStack, StreamPump
+
+    _quiet_logs()
+    stack = LocalStack().start(prefer_running=False)
+    state = stack.write_state()
+    server = make_server(port)
+    pump = StreamPump(stack, crm_sync.lambda_handler)
+    stop = threading.Event()
+
+    def pump_forever() -> None:
+        while not stop.is_set():
+            try:
+                pump.drain()
+            except Exception as error:  # keep serving; the next poll retries from the same iterator
+                err.print(f"[yellow]stream poll failed:[/] {error}")
+            stop.wait(1.0)
+
+    threading.Thread(target=pump_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    console.print(f"DynamoDB endpoint: {stack.endpoint} ({'embedded moto' if stack.embedded else 'external'})")
+    console.print(f"Webhooks: {base}/webhooks/github  {base}/webhooks/discourse")
+    console.print(f"CRM updates go to: {_crm_destination()}")
+    console.print(f"Other commands find this stack through {state}. Ctrl-C stops.")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        server.server_close()
+        stack.clear_state()
+        stack.stop()
+
+
+def _crm_destination() -> str:
+    from engagement.settings import Settings
+
+    settings = Settings.from_env()
+    return settings.hubspot_base_url if settings.crm_provider == "hubspot" else settings.outbox_path
+
+
+def _parse_time(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        err.print(f"[red]--as-of must be an ISO 8601 time such as 2026-12-31T00:00:00Z, not {value!r}[/]")
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def recalc(as_of: str = typer.Option(None, "--as-of", help="ISO 8601 time to bring scores to (default: now)")) -> None:
+    """Bring every member's score and tier to now (or --as-of), as the daily schedule does."""
+    from engagement.handlers import ingest
+    from engagement.handlers.recalc import recalculate
+
+    _quiet_logs()
+    stack = _existing_stack()
+    summary = recalculate(ingest.default_dependencies().store, _parse_time(as_of))
+    stack.stop()
+    console.print(
+        f"Recalculated as of {summary.as_of}: {summary.scanned} members read, {summary.written} written, "
+        f"{summary.tier_changes} tier changes."
+    )
+
+
+@app.command()
+def members(
+    tier: str = typer.Option(None, help="Only members in this tier, e.g. Champion"),
+    output: Format = typer.Option(Format.table, "--format", help="table, json or csv"),
+) -> None:
+    """List members with their identities, score and tier."""
+    from engagement.handlers import ingest
+    from engagement.local import members as view
+
+    stack = _existing_stack()
+    rows = view.sorted_rows(ingest.default_dependencies().store.scan_members(), tier)
+    stack.stop()
+    if output is Format.json:
+        sys.stdout.write(view.as_json(rows) + "\n")
+    elif output is Format.csv:
+        sys.stdout.write(view.as_csv(rows))
+    else:
+        console.print(view.as_table(rows))
+
+
+@app.command()
+def demo() -> None:
+    """Run the whole pipeline on bundled sample deliveries and print the members table."""
+    from engagement.local.demo import run_demo
+
+    _quiet_logs()
+    raise typer.Exit(run_demo(console))
+
+
+if __name__ == "__main__":
+    app()

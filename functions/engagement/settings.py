@@ -1,0 +1,85 @@
+"""Environment variables read by the functions, checked once per cold start.
+
+Every name the functions read lives here, so the CDK stack, the local stack and the README agree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from engagement import tables
+
+# Secrets: a Secrets Manager ARN when deployed, or the plain value locally.
+GITHUB_WEBHOOK_SECRET = "GITHUB_WEBHOOK_SECRET"
+DISCOURSE_WEBHOOK_SECRET = "DISCOURSE_WEBHOOK_SECRET"
+HUBSPOT_TOKEN = "HUBSPOT_TOKEN"
+SECRET_ARN_SUFFIX = "_ARN"
+
+HUBSPOT_BASE_URL = "HUBSPOT_BASE_URL"
+CRM_PROVIDER = "CRM_PROVIDER"
+OUTBOX_PATH = "OUTBOX_PATH"
+CONFIG_PARAMETER = "ENGAGEMENT_CONFIG_PARAMETER"
+CONFIG_FILE = "ENGAGEMENT_CONFIG_FILE"
+MAX_BODY_BYTES = "MAX_BODY_BYTES"
+RAW_RETENTION_DAYS = "RAW_RETENTION_DAYS"
+
+DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
+# Lambda refuses synchronous invocations whose event exceeds 6 MB, so a larger body can never
+# reach the function; the default keeps us just under that and answers 413 with a reason.
+DEFAULT_MAX_BODY_BYTES = 6_000_000
+DEFAULT_RAW_RETENTION_DAYS = 90
+DEFAULT_OUTBOX_PATH = ".engagement/outbox.jsonl"
+CRM_PROVIDERS = ("hubspot", "outbox")
+
+
+class SettingsError(ValueError):
+    """An environment variable is missing or has a value the functions cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    members_table: str
+    events_table: str
+    identities_table: str
+    raw_table: str
+    max_body_bytes: int
+    raw_retention_days: int
+    crm_provider: str
+    hubspot_base_url: str
+    outbox_path: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ) if env is None else env
+        provider = env.get(CRM_PROVIDER) or ("hubspot" if _has_secret(env, HUBSPOT_TOKEN) else "outbox")
+        if provider not in CRM_PROVIDERS:
+            raise SettingsError(f"{CRM_PROVIDER} must be one of {', '.join(CRM_PROVIDERS)}, not {provider!r}")
+        return cls(
+            members_table=env.get(tables.MEMBERS.env_var, tables.MEMBERS.default_name),
+            events_table=env.get(tables.EVENTS.env_var, tables.EVENTS.default_name),
+            identities_table=env.get(tables.IDENTITIES.env_var, tables.IDENTITIES.default_name),
+            raw_table=env.get(tables.RAW.env_var, tables.RAW.default_name),
+            max_body_bytes=_positive_int(env, MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES),
+            raw_retention_days=_positive_int(env, RAW_RETENTION_DAYS, DEFAULT_RAW_RETENTION_DAYS),
+            crm_provider=provider,
+            hubspot_base_url=env.get(HUBSPOT_BASE_URL, DEFAULT_HUBSPOT_BASE_URL).rstrip("/"),
+            outbox_path=env.get(OUTBOX_PATH, DEFAULT_OUTBOX_PATH),
+        )
+
+
+def _has_secret(env: dict[str, str], name: str) -> bool:
+    return bool(env.get(name) or env.get(name + SECRET_ARN_SUFFIX))
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, not {value}")
+    return value

@@ -1,0 +1,66 @@
+"""The DynamoDB data model, in one place for the CDK stack and the local stack.
+
+Each table is described by its key schema only (DynamoDB is schemaless beyond keys). The CDK app
+builds `aws_dynamodb.Table` objects from these specs and the local stack creates the same tables
+on the embedded endpoint, so both always agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition_key: str
+    sort_key: str | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    logical_id: str
+    env_var: str
+    default_name: str
+    partition_key: str
+    sort_key: str | None = None
+    sort_key_type: str = "S"
+    stream: str | None = None
+    ttl_attribute: str | None = None
+    indexes: tuple[Index, ...] = field(default_factory=tuple)
+
+
+MEMBERS = TableSpec(
+    logical_id="MembersTable",
+    env_var="MEMBERS_TABLE",
+    default_name="engagement-members",
+    partition_key="member_id",
+    stream="NEW_AND_OLD_IMAGES",
+)
+
+EVENTS = TableSpec(
+    logical_id="EventsTable",
+    env_var="EVENTS_TABLE",
+    default_name="engagement-events",
+    partition_key="event_id",
+    indexes=(Index(name="by-member", partition_key="member_id", sort_key="occurred_at"),),
+)
+
+IDENTITIES = TableSpec(
+    logical_id="IdentitiesTable",
+    env_var="IDENTITIES_TABLE",
+    default_name="engagement-identities",
+    partition_key="key",
+)
+
+RAW = TableSpec(
+    logical_id="RawPayloadsTable",
+    env_var="RAW_TABLE",
+    default_name="engagement-raw",
+    partition_key="event_id",
+    sort_key="chunk",
+    sort_key_type="N",
+    ttl_attribute="expires_at",
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (MEMBERS, EVENTS, IDENTITIES, RAW)
