@@ -1,0 +1,1 @@
+"""AWS CDK app for the community engagement stack: webhooks -> DynamoDB -> scores -> CRM."""
