@@ -17,9 +17,9 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
+
 from engagement import settings, tables
 from engagement.tables import TableSpec
-
 from infra import constants
 from infra.bundling import PipLayerBundler
 

@@ -19,16 +19,24 @@ SAMPLES = ROOT.parent / "shared" / "samples"
 EVENTS = ROOT / "events"
 SECRET = "test-webhook-secret"
 
-os.environ.update({
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-    "POWERTOOLS_DEV": "false",
-})
-for name in ("AWS_ENDPOINT_URL", "HUBSPOT_TOKEN", "CRM_PROVIDER", "ENGAGEMENT_CONFIG_FILE", "ENGAGEMENT_CONFIG_PARAMETER"):
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_DEV": "false",
+    }
+)
+for name in (
+    "AWS_ENDPOINT_URL",
+    "HUBSPOT_TOKEN",
+    "CRM_PROVIDER",
+    "ENGAGEMENT_CONFIG_FILE",
+    "ENGAGEMENT_CONFIG_PARAMETER",
+):
     os.environ.pop(name, None)
 
 
@@ -118,8 +126,9 @@ def context() -> Context:
     return Context()
 
 
-def rest_event(body: bytes | None, headers: dict[str, str], path: str = "/webhooks/github",
-               base64_body: bool = False) -> dict[str, Any]:
+def rest_event(
+    body: bytes | None, headers: dict[str, str], path: str = "/webhooks/github", base64_body: bool = False
+) -> dict[str, Any]:
     """An API Gateway REST API (v1) proxy event, as AWS delivers it."""
     if body is None:
         text = None
@@ -128,45 +137,79 @@ def rest_event(body: bytes | None, headers: dict[str, str], path: str = "/webhoo
     else:
         text = body.decode("utf-8")
     return {
-        "resource": path, "path": path, "httpMethod": "POST",
-        "headers": dict(headers), "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None, "multiValueQueryStringParameters": None,
-        "pathParameters": None, "stageVariables": None,
-        "requestContext": {"requestId": str(uuid.uuid4()), "resourcePath": path, "httpMethod": "POST",
-                           "stage": "dev", "identity": {"sourceIp": "192.0.2.10"}},
-        "body": text, "isBase64Encoded": base64_body,
+        "resource": path,
+        "path": path,
+        "httpMethod": "POST",
+        "headers": dict(headers),
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "resourcePath": path,
+            "httpMethod": "POST",
+            "stage": "dev",
+            "identity": {"sourceIp": "192.0.2.10"},
+        },
+        "body": text,
+        "isBase64Encoded": base64_body,
     }
 
 
-def http_api_event(body: bytes, headers: dict[str, str], path: str = "/webhooks/github",
-                   base64_body: bool = False) -> dict[str, Any]:
+def http_api_event(
+    body: bytes, headers: dict[str, str], path: str = "/webhooks/github", base64_body: bool = False
+) -> dict[str, Any]:
     """An HTTP API (v2) event: header names arrive lower-cased."""
     return {
-        "version": "2.0", "routeKey": f"POST {path}", "rawPath": path, "rawQueryString": "",
+        "version": "2.0",
+        "routeKey": f"POST {path}",
+        "rawPath": path,
+        "rawQueryString": "",
         "headers": {k.lower(): v for k, v in headers.items()},
-        "requestContext": {"requestId": str(uuid.uuid4()), "http": {"method": "POST", "path": path},
-                           "stage": "$default"},
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "http": {"method": "POST", "path": path},
+            "stage": "$default",
+        },
         "body": base64.b64encode(body).decode("ascii") if base64_body else body.decode("utf-8"),
         "isBase64Encoded": base64_body,
     }
 
 
-def github_headers(event: str, body: bytes, delivery: str | None = None, secret: str = SECRET,
-                   content_type: str = "application/json") -> dict[str, str]:
+def github_headers(
+    event: str, body: bytes, delivery: str | None = None, secret: str = SECRET, content_type: str = "application/json"
+) -> dict[str, str]:
     from engagement.domain.signatures import sign
 
-    return {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-            "X-Hub-Signature-256": sign(secret, body), "Content-Type": content_type,
-            "User-Agent": "GitHub-Hookshot/test"}
+    return {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(secret, body),
+        "Content-Type": content_type,
+        "User-Agent": "GitHub-Hookshot/test",
+    }
 
 
-def discourse_headers(event: str, event_type: str, body: bytes, event_id: int = 1,
-                      instance: str = "https://forum.example.com", secret: str = SECRET) -> dict[str, str]:
+def discourse_headers(
+    event: str,
+    event_type: str,
+    body: bytes,
+    event_id: int = 1,
+    instance: str = "https://forum.example.com",
+    secret: str = SECRET,
+) -> dict[str, str]:
     from engagement.domain.signatures import sign
 
-    return {"X-Discourse-Event": event, "X-Discourse-Event-Type": event_type, "X-Discourse-Event-Id": str(event_id),
-            "X-Discourse-Instance": instance, "X-Discourse-Event-Signature": sign(secret, body),
-            "Content-Type": "application/json"}
+    return {
+        "X-Discourse-Event": event,
+        "X-Discourse-Event-Type": event_type,
+        "X-Discourse-Event-Id": str(event_id),
+        "X-Discourse-Instance": instance,
+        "X-Discourse-Event-Signature": sign(secret, body),
+        "Content-Type": "application/json",
+    }
 
 
 def response_json(response: dict[str, Any]) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Match, Template
-from engagement import tables
 
+from engagement import tables
 from infra.app import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

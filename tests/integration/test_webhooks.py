@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from datetime import UTC, datetime
 
 import pytest
 
 from engagement.handlers import discourse_webhook, github_webhook, ingest
 from tests.conftest import (
-    SECRET,
     discourse_headers,
     github_headers,
     http_api_event,
-    load_sample,
     response_json,
     rest_event,
     sample,
@@ -23,8 +20,14 @@ from tests.conftest import (
 PR = {
     "action": "opened",
     "number": 7,
-    "pull_request": {"id": 555, "number": 7, "title": "Add retries", "created_at": "2026-11-30T12:00:00Z",
-                     "user": {"login": "octo-ana", "id": 901, "type": "User"}, "body": None},
+    "pull_request": {
+        "id": 555,
+        "number": 7,
+        "title": "Add retries",
+        "created_at": "2026-11-30T12:00:00Z",
+        "user": {"login": "octo-ana", "id": 901, "type": "User"},
+        "body": None,
+    },
     "repository": {"id": 1, "full_name": "acme/sdk"},
     "sender": {"login": "octo-ana", "id": 901, "type": "User"},
 }
@@ -64,8 +67,10 @@ def test_redelivery_is_counted_once_and_changes_nothing(deps):
     headers = github_headers("pull_request", body, delivery="d-1")
     assert post_github(deps, body, headers)["statusCode"] == 202
     before = table_counts(deps)
-    member_before = deps.store.get_member(response_json(post_github(deps, body, headers)).get("member_id", "")
-                                          or next(deps.store.scan_members())["member_id"])
+    member_before = deps.store.get_member(
+        response_json(post_github(deps, body, headers)).get("member_id", "")
+        or next(deps.store.scan_members())["member_id"]
+    )
     again = post_github(deps, body, headers)
     assert again["statusCode"] == 200 and response_json(again)["status"] == "duplicate"
     assert table_counts(deps) == before
@@ -111,8 +116,13 @@ def test_signature_by_another_secret_is_refused(deps):
 
 @pytest.mark.parametrize(
     ("body", "code"),
-    [(b"{not json", "malformed_body"), (b"[1, 2]", "malformed_body"), (b"", "empty_body"),
-     (b"   ", "empty_body"), (b"\xff\xfe", "malformed_body")],
+    [
+        (b"{not json", "malformed_body"),
+        (b"[1, 2]", "malformed_body"),
+        (b"", "empty_body"),
+        (b"   ", "empty_body"),
+        (b"\xff\xfe", "malformed_body"),
+    ],
 )
 def test_malformed_bodies_are_400(deps, body, code):
     headers = github_headers("pull_request", body)
@@ -170,13 +180,19 @@ def test_form_encoded_delivery_is_verified_on_the_form_bytes(deps):
 def test_published_form_encoded_ping_is_accepted(deps):
     body = sample("github/ping.form-urlencoded.CONSTRUCTED.txt").read_bytes()
     deps.secret = lambda name: "It's a Secret to Everybody"
-    headers = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
-               "Content-Type": "application/x-www-form-urlencoded",
-               "X-Hub-Signature-256": "sha256=937421c54ae01a0974e52619728a1802fb50d93375a329ccb3a3d5004669d363"}
+    headers = {
+        "X-GitHub-Event": "ping",
+        "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Hub-Signature-256": "sha256=937421c54ae01a0974e52619728a1802fb50d93375a329ccb3a3d5004669d363",
+    }
     response = post_github(deps, body, headers)
     assert response["statusCode"] == 200
-    assert response_json(response) == {"status": "ignored", "code": "ping",
-                                       "reason": "ping: the webhook is configured and reaches us"}
+    assert response_json(response) == {
+        "status": "ignored",
+        "code": "ping",
+        "reason": "ping: the webhook is configured and reaches us",
+    }
 
 
 def test_form_without_payload_field_is_400(deps):
@@ -187,9 +203,11 @@ def test_form_without_payload_field_is_400(deps):
 
 @pytest.mark.parametrize(
     ("user", "words"),
-    [({"login": "dependabot[bot]", "id": 49699333, "type": "Bot"}, "bot account"),
-     ({"login": "ghost", "id": 10137, "type": "User"}, "deleted"),
-     (None, "no user")],
+    [
+        ({"login": "dependabot[bot]", "id": 49699333, "type": "Bot"}, "bot account"),
+        ({"login": "ghost", "id": 10137, "type": "User"}, "deleted"),
+        (None, "no user"),
+    ],
 )
 def test_bots_and_deleted_users_are_ignored_and_store_nothing(deps, user, words):
     payload = {**PR, "sender": user, "pull_request": {**PR["pull_request"], "user": user}}
@@ -212,11 +230,24 @@ def test_missing_secret_is_our_fault_and_safe_to_retry(deps):
 
 def test_large_push_and_huge_comment_fit_dynamodb(deps):
     # A push with 600 commits and an issue comment with a 5 MB body.
-    commits = [{"id": f"{i:040x}", "message": "m" * 200, "timestamp": "2026-11-30T10:00:00Z",
-                "author": {"name": "Ana", "email": "ana@example.com"}} for i in range(600)]
-    push = {"ref": "refs/heads/main", "after": "f" * 40, "commits": commits, "head_commit": commits[-1],
-            "repository": {"id": 1, "full_name": "acme/sdk"}, "pusher": {"name": "octo-ana", "email": "ana@example.com"},
-            "sender": {"login": "octo-ana", "id": 901, "type": "User"}}
+    commits = [
+        {
+            "id": f"{i:040x}",
+            "message": "m" * 200,
+            "timestamp": "2026-11-30T10:00:00Z",
+            "author": {"name": "Ana", "email": "ana@example.com"},
+        }
+        for i in range(600)
+    ]
+    push = {
+        "ref": "refs/heads/main",
+        "after": "f" * 40,
+        "commits": commits,
+        "head_commit": commits[-1],
+        "repository": {"id": 1, "full_name": "acme/sdk"},
+        "pusher": {"name": "octo-ana", "email": "ana@example.com"},
+        "sender": {"login": "octo-ana", "id": 901, "type": "User"},
+    }
     body = body_of(push)
     response = post_github(deps, body, github_headers("push", body, delivery="big-push"))
     assert response["statusCode"] == 202
@@ -227,17 +258,26 @@ def test_large_push_and_huge_comment_fit_dynamodb(deps):
     import os
 
     text = os.urandom(2_500_000).hex()  # 5,000,000 characters that do not compress
-    comment = {"action": "created", "issue": {"id": 3, "number": 3, "user": {"login": "bob", "id": 2, "type": "User"}},
-               "comment": {"id": 44, "body": text, "created_at": "2026-11-30T11:00:00Z",
-                           "user": {"login": "octo-ana", "id": 901, "type": "User"}},
-               "repository": {"id": 1, "full_name": "acme/sdk"}}
+    comment = {
+        "action": "created",
+        "issue": {"id": 3, "number": 3, "user": {"login": "bob", "id": 2, "type": "User"}},
+        "comment": {
+            "id": 44,
+            "body": text,
+            "created_at": "2026-11-30T11:00:00Z",
+            "user": {"login": "octo-ana", "id": 901, "type": "User"},
+        },
+        "repository": {"id": 1, "full_name": "acme/sdk"},
+    }
     body = body_of(comment)
     assert len(body) > 5_000_000
     response = post_github(deps, body, github_headers("issue_comment", body))
     assert response["statusCode"] == 202
     raw_items = deps.store.client.query(
-        TableName=deps.settings.raw_table, KeyConditionExpression="event_id = :e",
-        ExpressionAttributeValues={":e": {"S": "github:issue_comment:44"}})["Items"]
+        TableName=deps.settings.raw_table,
+        KeyConditionExpression="event_id = :e",
+        ExpressionAttributeValues={":e": {"S": "github:issue_comment:44"}},
+    )["Items"]
     assert len(raw_items) > 1
     assert all(len(item["data"]["B"]) <= 350_000 for item in raw_items)
     assert deps.store.get_raw("github:issue_comment:44") == body
@@ -252,6 +292,7 @@ def test_lambda_handler_entry_point_with_environment(stack, context, monkeypatch
 
 
 # Discourse ---------------------------------------------------------------------------------
+
 
 def post_discourse(deps, body: bytes, headers: dict[str, str]):
     return ingest.handle(discourse_webhook.PLATFORM, rest_event(body, headers, path="/webhooks/discourse"), deps)
@@ -268,9 +309,13 @@ def test_discourse_retry_with_a_new_event_id_is_a_duplicate(deps):
 def test_discourse_ping_vector_is_accepted(deps):
     body = sample("discourse/ping.json").read_bytes().strip()
     deps.secret = lambda name: "my_lovely_secret_for_web_hook"
-    headers = {"Content-Type": "application/json", "X-Discourse-Event": "ping", "X-Discourse-Event-Type": "ping",
-               "X-Discourse-Event-Id": "1",
-               "X-Discourse-Event-Signature": "sha256=162f107f6b5022353274eb1a7197885cfd35744d8d08e5bcea025d309386b7d6"}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Discourse-Event": "ping",
+        "X-Discourse-Event-Type": "ping",
+        "X-Discourse-Event-Id": "1",
+        "X-Discourse-Event-Signature": "sha256=162f107f6b5022353274eb1a7197885cfd35744d8d08e5bcea025d309386b7d6",
+    }
     response = post_discourse(deps, body, headers)
     assert response["statusCode"] == 200 and response_json(response)["code"] == "ping"
 
@@ -292,18 +337,32 @@ def test_discourse_wrong_signature_is_401(deps):
 def test_discourse_email_links_accounts_across_platforms(deps):
     # A GitHub push with the pusher's address, then the Discourse account with the same address
     # (mixed case), then a reply on Discourse: all one member.
-    push = {"ref": "refs/heads/x", "after": "a" * 40, "commits": [], "head_commit": None,
-            "repository": {"id": 1, "full_name": "acme/sdk"},
-            "pusher": {"name": "octo-ana", "email": "ana@example.com"},
-            "sender": {"login": "octo-ana", "id": 901, "type": "User"}}
+    push = {
+        "ref": "refs/heads/x",
+        "after": "a" * 40,
+        "commits": [],
+        "head_commit": None,
+        "repository": {"id": 1, "full_name": "acme/sdk"},
+        "pusher": {"name": "octo-ana", "email": "ana@example.com"},
+        "sender": {"login": "octo-ana", "id": 901, "type": "User"},
+    }
     body = body_of(push)
     gh = response_json(post_github(deps, body, github_headers("push", body)))
     user = {"user": {"id": 31, "username": "ana", "email": " Ana@Example.com", "name": "Ana"}}
     body = body_of(user)
     linked = response_json(post_discourse(deps, body, discourse_headers("user_created", "user", body)))
     assert linked["status"] == "ignored" and linked["member_id"] == gh["member_id"]
-    reply = {"post": {"id": 5, "user_id": 31, "username": "ana", "post_number": 2, "post_type": 1, "topic_id": 9,
-                      "created_at": "2026-11-30T09:00:00Z"}}
+    reply = {
+        "post": {
+            "id": 5,
+            "user_id": 31,
+            "username": "ana",
+            "post_number": 2,
+            "post_type": 1,
+            "topic_id": 9,
+            "created_at": "2026-11-30T09:00:00Z",
+        }
+    }
     body = body_of(reply)
     stored = response_json(post_discourse(deps, body, discourse_headers("post_created", "post", body)))
     assert stored["member_id"] == gh["member_id"]
@@ -313,13 +372,27 @@ def test_discourse_email_links_accounts_across_platforms(deps):
 
 
 def test_reply_in_a_known_topic_uses_the_recorded_author(deps):
-    topic = {"topic": {"id": 9, "title": "Q", "created_at": "2026-11-29T09:00:00Z", "archetype": "regular",
-                       "created_by": {"id": 31, "username": "ana"}}}
+    topic = {
+        "topic": {
+            "id": 9,
+            "title": "Q",
+            "created_at": "2026-11-29T09:00:00Z",
+            "archetype": "regular",
+            "created_by": {"id": 31, "username": "ana"},
+        }
+    }
     body = body_of(topic)
-    assert response_json(post_discourse(deps, body, discourse_headers("topic_created", "topic", body)))["action"] == "ask"
+    assert (
+        response_json(post_discourse(deps, body, discourse_headers("topic_created", "topic", body)))["action"] == "ask"
+    )
     own = {"post": {"id": 6, "user_id": 31, "username": "ana", "post_number": 2, "post_type": 1, "topic_id": 9}}
     body = body_of(own)
-    assert response_json(post_discourse(deps, body, discourse_headers("post_created", "post", body)))["status"] == "ignored"
+    assert (
+        response_json(post_discourse(deps, body, discourse_headers("post_created", "post", body)))["status"]
+        == "ignored"
+    )
     other = {"post": {"id": 7, "user_id": 32, "username": "bo", "post_number": 3, "post_type": 1, "topic_id": 9}}
     body = body_of(other)
-    assert response_json(post_discourse(deps, body, discourse_headers("post_created", "post", body)))["action"] == "answer"
+    assert (
+        response_json(post_discourse(deps, body, discourse_headers("post_created", "post", body)))["action"] == "answer"
+    )

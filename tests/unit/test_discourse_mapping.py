@@ -19,9 +19,20 @@ def classify(event, payload, owner=None, tax=None):
 
 
 def post(**fields):
-    base = {"id": 39, "username": "angus", "user_id": 1, "created_at": "2021-11-10T04:13:36.854Z",
-            "post_number": 2, "post_type": 1, "topic_id": 15, "topic_title": "A topic", "category_id": 5,
-            "topic_archetype": "regular", "deleted_at": None, "hidden": False}
+    base = {
+        "id": 39,
+        "username": "angus",
+        "user_id": 1,
+        "created_at": "2021-11-10T04:13:36.854Z",
+        "post_number": 2,
+        "post_type": 1,
+        "topic_id": 15,
+        "topic_title": "A topic",
+        "category_id": 5,
+        "topic_archetype": "regular",
+        "deleted_at": None,
+        "hidden": False,
+    }
     return {**base, **fields}
 
 
@@ -59,8 +70,15 @@ def test_reply_in_own_topic_scores_nothing():
 
 
 def test_topic_created_is_an_ask_and_registers_its_author():
-    payload = {"topic": {"id": 15, "title": "How?", "created_at": "2026-11-01T09:00:00Z", "archetype": "regular",
-                         "created_by": {"id": 7, "username": "lena"}}}
+    payload = {
+        "topic": {
+            "id": 15,
+            "title": "How?",
+            "created_at": "2026-11-01T09:00:00Z",
+            "archetype": "regular",
+            "created_by": {"id": 7, "username": "lena"},
+        }
+    }
     outcome = classify("topic_created", payload)
     assert outcome.action == "ask"
     assert outcome.registers_owner == ("discourse:forum.example.com:topic:15", "discourse:forum.example.com/7")
@@ -89,10 +107,15 @@ def test_like_is_a_reaction_by_the_liker():
 
 @pytest.mark.parametrize(
     ("fields", "code"),
-    [({"user_id": -1, "username": "system"}, "bot"), ({"user_id": -2, "username": "discobot"}, "bot"),
-     ({"user_id": 55, "username": "discobot"}, "bot"), ({"user_id": None}, "bot"),
-     ({"post_type": 4}, "not_regular"), ({"topic_archetype": "private_message"}, "private"),
-     ({"deleted_at": "2026-01-01T00:00:00Z"}, "hidden")],
+    [
+        ({"user_id": -1, "username": "system"}, "bot"),
+        ({"user_id": -2, "username": "discobot"}, "bot"),
+        ({"user_id": 55, "username": "discobot"}, "bot"),
+        ({"user_id": None}, "bot"),
+        ({"post_type": 4}, "not_regular"),
+        ({"topic_archetype": "private_message"}, "private"),
+        ({"deleted_at": "2026-01-01T00:00:00Z"}, "hidden"),
+    ],
 )
 def test_system_users_and_non_public_posts_never_score(fields, code):
     outcome = classify("post_created", {"post": post(**fields)})

@@ -17,7 +17,12 @@ ACCEPTED = {
     "pull_request.opened.json": ("pull_request", "submit_pr", "Codertocat", "2019-05-15T15:20:33+00:00"),
     "pull_request.opened.with-null-body.json": ("pull_request", "submit_pr", "Codertocat", "2019-05-15T15:20:33+00:00"),
     # Merged PR: credit goes to the PR's author (river-dev), not to the sender who merged (maple-dev).
-    "pull_request.closed.merged.real-capture.json": ("pull_request", "pr_merged", "river-dev", "2019-11-26T07:01:13+00:00"),
+    "pull_request.closed.merged.real-capture.json": (
+        "pull_request",
+        "pr_merged",
+        "river-dev",
+        "2019-11-26T07:01:13+00:00",
+    ),
     "issues.opened.json": ("issues", "open_issue", "Codertocat", "2019-05-15T15:20:18+00:00"),
     "issues.opened.with-empty-body.json": ("issues", "open_issue", "Codertocat", "2019-05-15T15:20:18+00:00"),
     "discussion.created.json": ("discussion", "ask", "Codertocat", "2021-03-30T20:09:52+00:00"),
@@ -116,8 +121,12 @@ def _user(login, user_type="User", user_id=42):
     ],
 )
 def test_bots_and_missing_users_never_score(user, words):
-    payload = {"action": "opened", "pull_request": {"id": 1, "number": 1, "user": user, "created_at": None},
-               "sender": user, "repository": {"id": 5, "full_name": "o/r"}}
+    payload = {
+        "action": "opened",
+        "pull_request": {"id": 1, "number": 1, "user": user, "created_at": None},
+        "sender": user,
+        "repository": {"id": 5, "full_name": "o/r"},
+    }
     outcome = github.classify("pull_request", "d", payload, taxonomy.build(), RECEIVED)
     assert isinstance(outcome, Ignored)
     assert outcome.code == "bot"
@@ -132,9 +141,12 @@ def test_bot_list_is_configurable():
 
 
 def test_comment_on_someone_elses_issue_is_a_comment_action():
-    payload = {"action": "created", "issue": {"id": 9, "number": 4, "user": _user("alice", user_id=1)},
-               "comment": {"id": 77, "user": _user("bob", user_id=2), "created_at": "2026-11-30T10:00:00Z"},
-               "repository": {"id": 5, "full_name": "o/r"}}
+    payload = {
+        "action": "created",
+        "issue": {"id": 9, "number": 4, "user": _user("alice", user_id=1)},
+        "comment": {"id": 77, "user": _user("bob", user_id=2), "created_at": "2026-11-30T10:00:00Z"},
+        "repository": {"id": 5, "full_name": "o/r"},
+    }
     outcome = github.classify("issue_comment", "d", payload, taxonomy.build(), RECEIVED)
     assert outcome.action == "comment" and outcome.account.handle == "bob"
     assert outcome.event_id == "github:issue_comment:77"

@@ -84,8 +84,19 @@ def test_stored_score_equals_naive_sum_in_any_order(events, later, order):
 
 @pytest.mark.parametrize(
     ("score", "tier"),
-    [(0, "Lurker"), (9.99, "Lurker"), (10, "Casual"), (29.999, "Casual"), (30, "Active"), (79.9, "Active"),
-     (80, "Power User"), (149.99, "Power User"), (150, "Champion"), (10_000, "Champion"), (-3, "Lurker")],
+    [
+        (0, "Lurker"),
+        (9.99, "Lurker"),
+        (10, "Casual"),
+        (29.999, "Casual"),
+        (30, "Active"),
+        (79.9, "Active"),
+        (80, "Power User"),
+        (149.99, "Power User"),
+        (150, "Champion"),
+        (10_000, "Champion"),
+        (-3, "Lurker"),
+    ],
 )
 def test_tiers_follow_the_spec_thresholds(score, tier):
     assert taxonomy.build().tier_for(score) == tier

@@ -45,7 +45,7 @@ def test_form_encoded_sample_verifies_over_the_raw_form_bytes():
 def test_wrong_secret_body_or_format_fails():
     assert not signatures.verify(GITHUB_SIGNATURE, "another secret", GITHUB_PAYLOAD)
     assert not signatures.verify(GITHUB_SIGNATURE, GITHUB_SECRET, GITHUB_PAYLOAD + b" ")
-    assert not signatures.verify(GITHUB_SIGNATURE[len("sha256="):], GITHUB_SECRET, GITHUB_PAYLOAD)  # no prefix
+    assert not signatures.verify(GITHUB_SIGNATURE[len("sha256=") :], GITHUB_SECRET, GITHUB_PAYLOAD)  # no prefix
     assert not signatures.verify("sha1=" + "0" * 40, GITHUB_SECRET, GITHUB_PAYLOAD)
     assert not signatures.verify("sha256=zz\u00e9", GITHUB_SECRET, GITHUB_PAYLOAD)
 

@@ -17,9 +17,17 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 def test_defaults_are_the_spec_taxonomy():
     tax = taxonomy.build()
-    spec = {"answer": (10, 30), "ask": (3, 30), "create_content": (25, 90), "attend_virtual_event": (8, 60),
-            "attend_in_person_event": (15, 90), "submit_pr": (20, 90), "refer": (30, 120), "react": (1, 14),
-            "complete_challenge": (12, 60)}
+    spec = {
+        "answer": (10, 30),
+        "ask": (3, 30),
+        "create_content": (25, 90),
+        "attend_virtual_event": (8, 60),
+        "attend_in_person_event": (15, 90),
+        "submit_pr": (20, 90),
+        "refer": (30, 120),
+        "react": (1, 14),
+        "complete_challenge": (12, 60),
+    }
     for name, (points, half_life) in spec.items():
         assert (tax.actions[name].points, tax.actions[name].half_life_days) == (points, half_life)
     assert [t.name for t in tax.ranked_tiers] == ["Champion", "Power User", "Active", "Casual", "Lurker"]
@@ -49,8 +57,11 @@ def test_unusable_configuration_is_refused(override):
 
 def test_config_file_overrides_are_read(tmp_path, monkeypatch):
     path = tmp_path / "taxonomy.json"
-    path.write_text(json.dumps({"tiers": [{"name": "Star", "min_score": 50}, {"name": "Other", "min_score": 0}],
-                                "task_tiers": ["Star"]}))
+    path.write_text(
+        json.dumps(
+            {"tiers": [{"name": "Star", "min_score": 50}, {"name": "Other", "min_score": 0}], "task_tiers": ["Star"]}
+        )
+    )
     monkeypatch.setenv("ENGAGEMENT_CONFIG_FILE", str(path))
     tax = config_source.current_taxonomy()
     assert tax.tier_for(60) == "Star" and tax.tier_for(49) == "Other"
@@ -58,8 +69,15 @@ def test_config_file_overrides_are_read(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     ("raw", "email"),
-    [("  Priya.Raman@Example.COM ", "priya.raman@example.com"), ("21031067+Codertocat@users.noreply.github.com", None),
-     ("not-an-email", None), ("", None), (None, None), ("a@b", None), (42, None)],
+    [
+        ("  Priya.Raman@Example.COM ", "priya.raman@example.com"),
+        ("21031067+Codertocat@users.noreply.github.com", None),
+        ("not-an-email", None),
+        ("", None),
+        (None, None),
+        ("a@b", None),
+        (42, None),
+    ],
 )
 def test_emails_are_normalized(raw, email):
     assert normalize_email(raw) == email
@@ -79,8 +97,13 @@ def test_future_timestamps_are_clamped_to_receipt():
 
 
 def test_metadata_is_bounded():
-    huge = {"title": "x" * 10_000, "commits": [f"{i:040d}" for i in range(500)], "number": 7, "nested": {"a": 1},
-            "body": None}
+    huge = {
+        "title": "x" * 10_000,
+        "commits": [f"{i:040d}" for i in range(500)],
+        "number": 7,
+        "nested": {"a": 1},
+        "body": None,
+    }
     bounded = bound_metadata(huge)
     assert len(bounded["title"]) == 256
     assert len(bounded["commits"]) == 20

@@ -14,7 +14,8 @@ Tables (see `engagement.tables`):
 from __future__ import annotations
 
 import gzip
-import math
+import random
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -379,8 +380,10 @@ class Store:
         The write is conditional on the event count and version it was computed from, so a
         concurrent event or recalculation makes it re-read instead of overwriting newer data.
         With `epsilon`, nothing is written unless the tier changes or the score moves by more.
+        After `REFRESH_ATTEMPTS` conflicts it returns without writing (`written=False`).
         """
-        for _ in range(REFRESH_ATTEMPTS):
+        score, tier = 0.0, ""
+        for attempt in range(REFRESH_ATTEMPTS):
             item = member if member is not None else self.get_member(member_id)
             member = None
             if item is None:
@@ -401,7 +404,7 @@ class Store:
 
             sets = ["score = :s", "tier = :t", "score_at = :now", "version = version + :one"]
             values: dict[str, Any] = {
-                ":s": scoring.as_decimal(_round(score)),
+                ":s": scoring.as_decimal(score),
                 ":t": tier,
                 ":now": now.isoformat(),
                 ":one": 1,
@@ -426,12 +429,11 @@ class Store:
             except ClientError as error:
                 if _code(error) != "ConditionalCheckFailedException":
                     raise
-        raise RuntimeError(f"member {member_id} kept changing while its score was refreshed")
-
-
-def _round(score: float) -> float:
-    # The materialized score is for people and CRMs; the accumulators keep full precision.
-    return round(score, 6) if math.isfinite(score) else score
+            time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+        # Every write that beat ours read the member after our change (the condition on
+        # event_count guarantees it), so the stored score already includes it, or will once the
+        # writer of the newer event refreshes. Nothing is lost by stepping aside.
+        return Refreshed(member_id, score, tier, written=False)
 
 
 def _decimals(value: Any) -> Any:
