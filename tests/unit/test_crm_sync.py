@@ -148,8 +148,8 @@ def test_materialized_write_is_a_change_with_hubspot_properties():
     assert change.properties() == {
         "community_score": "90.00",
         "community_tier": "Power User",
-        "community_tier_changed_at": "2026-12-01T12:00:00+00:00",
-        "community_last_activity_at": "2026-11-30T12:00:00+00:00",
+        "community_tier_changed_at": "2026-12-01T12:00:00.000Z",
+        "community_last_activity_at": "2026-11-30T12:00:00.000Z",
     }
     assert change.entered_task_tier  # Active -> Power User
 

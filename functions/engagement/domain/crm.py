@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from engagement.domain.taxonomy import Taxonomy
@@ -34,9 +35,9 @@ class MemberChange:
             "community_tier": self.tier,
         }
         if self.tier_changed_at:
-            props["community_tier_changed_at"] = self.tier_changed_at
+            props["community_tier_changed_at"] = crm_time(self.tier_changed_at)
         if self.last_activity_at:
-            props["community_last_activity_at"] = self.last_activity_at
+            props["community_last_activity_at"] = crm_time(self.last_activity_at)
         return props
 
     def task_subject(self) -> str:
@@ -107,6 +108,17 @@ def _with_entered(change: MemberChange, entered: bool) -> MemberChange:
     if change.entered_task_tier == entered:
         return change
     return MemberChange(**{**change.__dict__, "entered_task_tier": entered})
+
+
+def crm_time(value: str) -> str:
+    """An ISO 8601 instant as CRMs take it: UTC with milliseconds and a `Z` (`2026-12-01T12:00:00.000Z`)."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _str(value: Any) -> str | None:

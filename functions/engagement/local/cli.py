@@ -33,9 +33,15 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def _quiet_logs() -> None:
-    # Handlers log JSON lines for CloudWatch; on a terminal only warnings are worth showing.
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+def _logs_to_stderr(level: str = "WARNING") -> None:
+    """Handler logs (JSON lines for CloudWatch) go to stderr, so stdout holds only the command's output."""
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", level)
+    from engagement.observability import logger
+
+    logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
+    handler = logger.registered_handler
+    if hasattr(handler, "setStream"):
+        handler.setStream(sys.stderr)
 
 
 def _handler(function: str) -> Any:
@@ -70,7 +76,7 @@ def invoke(
     """Run one function's handler on a sample event and print its response."""
     from engagement.local.stack import LambdaContext, local_stack
 
-    _quiet_logs()
+    _logs_to_stderr("INFO")
     try:
         event = json.loads(event_file.read_text(encoding="utf-8"))
     except ValueError as error:
@@ -89,7 +95,7 @@ def serve(port: int = typer.Option(8000, help="Port on 127.0.0.1")) -> None:
     from engagement.local.server import make_server
     from engagement.local.stack import LocalStack, StreamPump
 
-    _quiet_logs()
+    _logs_to_stderr()
     stack = LocalStack().start(prefer_running=False)
     state = stack.write_state()
     server = make_server(port)
@@ -145,7 +151,7 @@ def recalc(as_of: str = typer.Option(None, "--as-of", help="ISO 8601 time to bri
     from engagement.handlers import ingest
     from engagement.handlers.recalc import recalculate
 
-    _quiet_logs()
+    _logs_to_stderr()
     stack = _existing_stack()
     summary = recalculate(ingest.default_dependencies().store, _parse_time(as_of))
     stack.stop()
@@ -180,7 +186,7 @@ def demo() -> None:
     """Run the whole pipeline on bundled sample deliveries and print the members table."""
     from engagement.local.demo import run_demo
 
-    _quiet_logs()
+    _logs_to_stderr()
     raise typer.Exit(run_demo(console))
 
 
