@@ -510,7 +510,8 @@ def test_cdk_cli_synthesizes_and_bundles_the_layer_without_docker(tmp_path: Path
     resources = json.loads(template_file.read_text())["Resources"]
     (layer,) = _of_type(resources, "AWS::Lambda::LayerVersion").values()
     layer_dir = outdir / ("asset." + layer["Properties"]["Content"]["S3Key"].removesuffix(".zip"))
-    assert (layer_dir / "python" / "pydantic").is_dir()
+    assert (layer_dir / "python" / "httpx").is_dir()
+    assert (layer_dir / "python" / "stamina").is_dir()
     assert (layer_dir / "python" / "aws_lambda_powertools").is_dir()
     code_key = resources[_function_id(resources, GITHUB_HANDLER)]["Properties"]["Code"]["S3Key"]
     code_dir = outdir / ("asset." + code_key.removesuffix(".zip"))

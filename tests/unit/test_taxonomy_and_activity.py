@@ -6,11 +6,11 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pydantic import ValidationError
 
 from engagement.adapters import config_source
 from engagement.domain import taxonomy
 from engagement.domain.activity import bound_metadata, normalize_email, parse_timestamp
+from engagement.domain.taxonomy import TaxonomyError
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -41,17 +41,22 @@ def test_overrides_merge_over_defaults():
 
 
 @pytest.mark.parametrize(
-    "override",
+    ("override", "words"),
     [
-        {"mapping": {"github": {"fork": "no_such_action"}}},
-        {"actions": {"react": {"points": 1, "half_life_days": 0}}},
-        {"tiers": [{"name": "Only", "min_score": 5}]},
-        {"task_tiers": ["Legend"]},
-        {"actions": {"react": {"points": float("nan"), "half_life_days": 3}}},
+        ({"mapping": {"github": {"fork": "no_such_action"}}}, "mapping.github.fork names unknown action"),
+        ({"actions": {"react": {"points": 1, "half_life_days": 0}}}, "actions.react.half_life_days must be greater"),
+        ({"actions": {"react": {"points": "1", "half_life_days": 3}}}, "actions.react.points must be a finite number"),
+        ({"actions": {"react": {"points": float("nan"), "half_life_days": 3}}}, "finite number"),
+        ({"actions": {"react": {"pionts": 1}}}, "actions.react has unknown keys: pionts"),
+        ({"tiers": [{"name": "Only", "min_score": 5}]}, "lowest tier must start at 0"),
+        ({"tiers": []}, "non-empty list"),
+        ({"task_tiers": ["Legend"]}, "unknown tiers: Legend"),
+        ({"recalc_epsilom": 1}, "unknown keys: recalc_epsilom"),
+        ({"bots": {"github": "dependabot"}}, "bots.github must be a list of strings"),
     ],
 )
-def test_unusable_configuration_is_refused(override):
-    with pytest.raises(ValidationError):
+def test_unusable_configuration_is_refused(override, words):
+    with pytest.raises(TaxonomyError, match=words):
         taxonomy.build(override)
 
 

@@ -253,7 +253,7 @@ class Store:
         return Recorded("stored", activity.event_id, member_id, refreshed.score, refreshed.tier)
 
     def _store_items(self, event: NormalizedEvent, activity: Activity) -> list[dict[str, Any]]:
-        stored = event.model_dump(mode="json")
+        stored = event.as_record()
         stored["points"] = scoring.as_decimal(event.points)
         stored["metadata"] = _decimals(stored["metadata"])
         items: list[dict[str, Any]] = [
@@ -299,7 +299,8 @@ class Store:
 
     def put_raw(self, event_id: str, body: bytes, content_type: str, received_at: datetime) -> int:
         """Store a body compressed, in as many items as it needs; returns the number of chunks."""
-        data = gzip.compress(body, compresslevel=6)
+        # Level 1 keeps the cost per delivery low; mtime=0 makes a retried write byte-identical.
+        data = gzip.compress(body, compresslevel=1, mtime=0)
         chunks = [data[i : i + RAW_CHUNK_BYTES] for i in range(0, len(data), RAW_CHUNK_BYTES)] or [b""]
         expires = int((received_at + timedelta(days=self.settings.raw_retention_days)).timestamp())
         requests = [

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 METADATA_MAX_BYTES = 4_096
 METADATA_MAX_STRING = 256
@@ -54,23 +52,39 @@ class Ignored:
     account: Account | None = None
 
 
-class NormalizedEvent(BaseModel):
+@dataclass(frozen=True)
+class NormalizedEvent:
     """The one schema every accepted delivery becomes, as stored in the events table."""
 
-    model_config = ConfigDict(frozen=True)
-
-    event_id: str = Field(min_length=1, max_length=512)
+    event_id: str
     member_id: str
     action: str
     platform: str
     account: str
-    handle: str | None = None
+    handle: str | None
     signal: str
-    occurred_at: AwareDatetime
-    received_at: AwareDatetime
+    occurred_at: datetime
+    received_at: datetime
     points: float
-    half_life_seconds: int = Field(gt=0)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    half_life_seconds: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.event_id or len(self.event_id) > 512:
+            raise ValueError("event_id must be 1 to 512 characters")
+        for name in ("occurred_at", "received_at"):
+            moment = getattr(self, name)
+            if moment.tzinfo is None or moment.utcoffset() is None:
+                raise ValueError(f"{name} must carry a UTC offset")
+        if self.half_life_seconds <= 0:
+            raise ValueError("half_life_seconds must be positive")
+
+    def as_record(self) -> dict[str, Any]:
+        """The event as a JSON-friendly record, timestamps in UTC ISO 8601."""
+        record = {f.name: getattr(self, f.name) for f in fields(self)}
+        record["occurred_at"] = self.occurred_at.astimezone(UTC).isoformat()
+        record["received_at"] = self.received_at.astimezone(UTC).isoformat()
+        return record
 
 
 def normalize_email(raw: object) -> str | None:
@@ -118,6 +132,7 @@ def bound_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     number, title, link), so a 5 MB comment still yields a small event.
     """
     bounded: dict[str, Any] = {}
+    size = 2  # the braces
     for key, value in metadata.items():
         if value is None:
             continue
@@ -127,8 +142,9 @@ def bound_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
             value = [v[:METADATA_MAX_STRING] if isinstance(v, str) else v for v in value[:METADATA_MAX_LIST]]
         elif not isinstance(value, int | float | bool):
             value = str(value)[:METADATA_MAX_STRING]
-        candidate = {**bounded, key: value}
-        if len(json.dumps(candidate, default=str)) > METADATA_MAX_BYTES:
+        entry = len(json.dumps({key: value}, default=str))  # '{"key": value}': 2 more than its share
+        if size + entry > METADATA_MAX_BYTES:
             break
-        bounded = candidate
+        bounded[key] = value
+        size += entry
     return bounded

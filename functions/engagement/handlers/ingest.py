@@ -126,7 +126,7 @@ def _accept(platform: Platform, request: WebhookRequest, deps: Dependencies) -> 
     taxonomy = deps.taxonomy()
     outcome = platform.classify(request, payload, taxonomy, received_at, deps.store)
     if isinstance(outcome, Ignored):
-        return _ignored(platform, outcome, deps, received_at)
+        return _ignored(platform, outcome, deps, received_at, taxonomy)
 
     logger.append_keys(event_id=outcome.event_id, action=outcome.action)
     recorded = deps.store.record(outcome, request.body, media_type, received_at, taxonomy)
@@ -156,8 +156,14 @@ def _accept(platform: Platform, request: WebhookRequest, deps: Dependencies) -> 
     )
 
 
-def _ignored(platform: Platform, outcome: Ignored, deps: Dependencies, received_at: datetime) -> dict[str, Any]:
-    member_id = deps.store.resolve(outcome.account, received_at) if outcome.account else None
+def _ignored(
+    platform: Platform, outcome: Ignored, deps: Dependencies, received_at: datetime, taxonomy: Taxonomy
+) -> dict[str, Any]:
+    member_id = None
+    if outcome.account:
+        # An account learned from a delivery that scores nothing is still a member: a Lurker until it acts.
+        member_id = deps.store.resolve(outcome.account, received_at)
+        deps.store.refresh(member_id, received_at, taxonomy, epsilon=taxonomy.recalc_epsilon)
     logger.info("delivery ignored", extra={"code": outcome.code, "reason": outcome.reason, "member_id": member_id})
     metrics.add_metric(name="DeliveriesIgnored", unit=MetricUnit.Count, value=1)
     body: dict[str, Any] = {"status": "ignored", "code": outcome.code, "reason": outcome.reason}
