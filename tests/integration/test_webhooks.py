@@ -405,3 +405,47 @@ def test_a_new_account_from_a_user_event_is_a_lurker(deps):
     member = deps.store.get_member(answer["member_id"])
     assert (member["tier"], float(member["score"]), member["event_count"]) == ("Lurker", 0.0, 0)
     assert member["email"] == "quiet@example.com"
+
+
+class ConflictingClient:
+    """The real client, except that the first `conflicts` transactions are cancelled as DynamoDB
+    cancels concurrent transactions on one item (TransactionConflict)."""
+
+    def __init__(self, client, conflicts: int) -> None:
+        self.client, self.conflicts, self.transactions = client, conflicts, 0
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def transact_write_items(self, **kwargs):
+        from botocore.exceptions import ClientError
+
+        self.transactions += 1
+        if self.conflicts:
+            self.conflicts -= 1
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+                    "CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict"}],
+                },
+                "TransactWriteItems",
+            )
+        return self.client.transact_write_items(**kwargs)
+
+
+def test_transaction_conflicts_are_retried_and_stored_once(deps):
+    import stamina
+
+    stamina.set_testing(True, attempts=6)
+    try:
+        conflicting = ConflictingClient(deps.store.client, conflicts=2)
+        deps.store.client = conflicting
+        body = body_of(PR)
+        response = post_github(deps, body, github_headers("pull_request", body))
+        assert response["statusCode"] == 202
+        # member creation (1) + the event's transaction: 2 conflicts then success (3)
+        assert conflicting.transactions == 4
+        (member,) = list(deps.store.scan_members())
+        assert member["event_count"] == 1
+    finally:
+        stamina.set_testing(False)

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import stamina
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
@@ -32,6 +33,7 @@ from engagement.domain.taxonomy import Taxonomy
 from engagement.settings import Settings
 
 RAW_CHUNK_BYTES = 350_000
+TRANSACTION_ATTEMPTS = 6
 REFRESH_ATTEMPTS = 8
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -47,6 +49,20 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _reason(error: ClientError, index: int) -> str | None:
+    """The cancellation reason of one item of a cancelled transaction."""
+    if _code(error) != "TransactionCanceledException":
+        return None
+    reasons = error.response.get("CancellationReasons") or []
+    return str(reasons[index].get("Code")) if index < len(reasons) else None
+
+
+def _is_conflict(error: Exception) -> bool:
+    if not isinstance(error, ClientError) or _code(error) != "TransactionCanceledException":
+        return False
+    return any(r.get("Code") == "TransactionConflict" for r in error.response.get("CancellationReasons") or [])
 
 
 @dataclass(frozen=True)
@@ -238,17 +254,17 @@ class Store:
             metadata=bound_metadata(activity.metadata),
         )
         self.put_raw(activity.event_id, raw, content_type, received_at)
-        try:
-            self.client.transact_write_items(TransactItems=self._store_items(event, activity))
-        except ClientError as error:
-            reasons = error.response.get("CancellationReasons") or []
-            if (
-                _code(error) == "TransactionCanceledException"
-                and reasons
-                and reasons[0].get("Code") == "ConditionalCheckFailed"
-            ):
-                return Recorded("duplicate", activity.event_id)
-            raise
+        items = self._store_items(event, activity)
+        # Concurrent transactions on one member are cancelled with TransactionConflict; the
+        # transaction is all-or-nothing, so trying it again is safe.
+        for attempt in stamina.retry_context(on=_is_conflict, attempts=TRANSACTION_ATTEMPTS, wait_max=1.0):
+            with attempt:
+                try:
+                    self.client.transact_write_items(TransactItems=items)
+                except ClientError as error:
+                    if _reason(error, 0) == "ConditionalCheckFailed":
+                        return Recorded("duplicate", activity.event_id)
+                    raise
         refreshed = self.refresh(member_id, received_at, taxonomy, activity_at=activity.occurred_at)
         return Recorded("stored", activity.event_id, member_id, refreshed.score, refreshed.tier)
 

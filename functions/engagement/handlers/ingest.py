@@ -67,10 +67,15 @@ class Dependencies:
 
 def default_dependencies() -> Dependencies:
     import boto3  # deferred so that importing a handler module stays cheap for local tools
+    from botocore.config import Config
 
     settings = Settings.from_env()
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return Dependencies(settings=settings, store=Store(settings, boto3.client("dynamodb", region_name=region)))
+    # Throttling and transient 5xx from DynamoDB are retried with backoff before we give up with a 5xx.
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=5)
+    return Dependencies(
+        settings=settings, store=Store(settings, boto3.client("dynamodb", region_name=region, config=config))
+    )
 
 
 def handle(platform: Platform, event: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
