@@ -449,3 +449,48 @@ def test_transaction_conflicts_are_retried_and_stored_once(deps):
         assert member["event_count"] == 1
     finally:
         stamina.set_testing(False)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"action": "opened", "pull_request": "not an object"}, {"action": "created", "comment": [1], "issue": 3}],
+)
+def test_json_of_the_wrong_shape_is_400(deps, payload):
+    body = body_of(payload)
+    event = "pull_request" if "pull_request" in payload else "issue_comment"
+    response = post_github(deps, body, github_headers(event, body))
+    assert response["statusCode"] == 400 and response_json(response)["error"] == "unexpected_shape"
+    assert sum(table_counts(deps).values()) == 0
+
+
+def test_overlong_delivery_header_is_400(deps):
+    body = body_of(PR)
+    response = post_github(deps, body, github_headers("pull_request", body, delivery="d" * 5000))
+    assert response["statusCode"] == 400 and response_json(response)["error"] == "bad_header"
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "instance", "words"),
+    [
+        (
+            "post_created",
+            {"post": {"user_id": 5, "username": "x", "post_number": 2, "topic_id": 9}},
+            "https://forum.example.com",
+            "post.id",
+        ),
+        (
+            "topic_created",
+            {"topic": {"created_by": {"id": 5, "username": "x"}}},
+            "https://forum.example.com",
+            "topic id",
+        ),
+        ("post_created", {"post": {"id": 1, "user_id": 5, "post_number": 2, "topic_id": 9}}, "http://[::1", "host"),
+    ],
+)
+def test_discourse_payload_without_ids_is_400(deps, event, payload, instance, words):
+    body = body_of(payload)
+    headers = discourse_headers(event, event.split("_")[0], body, instance=instance)
+    response = post_discourse(deps, body, headers)
+    assert response["statusCode"] == 400, response
+    assert words in response_json(response)["message"]
+    assert sum(table_counts(deps).values()) == 0

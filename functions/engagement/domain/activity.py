@@ -13,6 +13,33 @@ METADATA_MAX_LIST = 20
 NOREPLY_SUFFIX = "@users.noreply.github.com"
 
 
+MAX_ID_CHARS = 128
+
+
+class PayloadShapeError(ValueError):
+    """The payload is JSON but not shaped like the event its headers name (answered 400)."""
+
+
+def is_identifier(value: Any) -> bool:
+    """An id as platforms send them: an integer, or a short non-empty string."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS and value.strip() == value
+
+
+def identifier(value: Any, what: str) -> str:
+    """`value` as an id string.
+
+    Raises:
+        PayloadShapeError: `value` is missing, not an integer or short string.
+    """
+    if not is_identifier(value):
+        raise PayloadShapeError(f"{what} is missing or is not an id")
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Account:
     """One person's account on one platform."""

@@ -15,7 +15,16 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from engagement.domain.activity import Account, Activity, Ignored, normalize_email, parse_timestamp
+from engagement.domain.activity import (
+    Account,
+    Activity,
+    Ignored,
+    PayloadShapeError,
+    identifier,
+    is_identifier,
+    normalize_email,
+    parse_timestamp,
+)
 from engagement.domain.taxonomy import Taxonomy
 
 PLATFORM = "discourse"
@@ -27,14 +36,23 @@ TopicOwnerLookup = Callable[[str], str | None]
 
 
 def instance_host(instance: str) -> str:
-    """The forum's host name from the `X-Discourse-Instance` header (a base URL)."""
+    """The forum's host name from the `X-Discourse-Instance` header (a base URL).
+
+    Raises:
+        PayloadShapeError: the header holds no usable host name.
+    """
     text = instance.strip()
-    host = urlsplit(text if "//" in text else f"//{text}").hostname
-    return (host or text).lower()
+    try:
+        host = urlsplit(text if "//" in text else f"//{text}").hostname
+    except ValueError:
+        host = None
+    if not host or len(host) > 253:
+        raise PayloadShapeError("the X-Discourse-Instance header holds no host name")
+    return host.lower()
 
 
 def topic_key(host: str, topic_id: Any) -> str:
-    return f"{PLATFORM}:{host}:topic:{topic_id}"
+    return f"{PLATFORM}:{host}:topic:{identifier(topic_id, 'the topic id')}"
 
 
 def classify(
@@ -115,7 +133,7 @@ def classify(
         return _activity(
             host,
             f"post_created.reply.{whose}",
-            f"{PLATFORM}:{host}:post:{post.get('id')}",
+            f"{PLATFORM}:{host}:post:{identifier(post.get('id'), 'post.id')}",
             post.get("user_id"),
             post.get("username"),
             post.get("created_at"),
@@ -129,7 +147,7 @@ def classify(
         return _activity(
             host,
             "accepted_solution",
-            f"{PLATFORM}:{host}:solved:{post.get('id')}",
+            f"{PLATFORM}:{host}:solved:{identifier(post.get('id'), 'solved.id')}",
             post.get("user_id"),
             post.get("username"),
             None,
@@ -145,7 +163,7 @@ def classify(
         return _activity(
             host,
             f"post_liked.{whose}",
-            f"{PLATFORM}:{host}:like:{post.get('id')}:{liker.get('id')}",
+            f"{PLATFORM}:{host}:like:{identifier(post.get('id'), 'like.post.id')}:{liker.get('id')}",
             liker.get("id"),
             liker.get("username"),
             None,
@@ -197,7 +215,7 @@ def _account(host: str, user_id: Any, username: Any, email: str | None) -> Accou
 
 
 def _not_a_person(user_id: Any, username: Any, system: frozenset[str]) -> str | None:
-    if user_id is None or isinstance(user_id, bool) or not isinstance(user_id, int | str):
+    if not is_identifier(user_id):
         return "the delivery names no user to credit"
     try:
         numeric = int(user_id)

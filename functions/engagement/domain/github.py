@@ -12,7 +12,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from engagement.domain.activity import Account, Activity, Ignored, normalize_email, parse_timestamp
+from engagement.domain.activity import (
+    Account,
+    Activity,
+    Ignored,
+    is_identifier,
+    normalize_email,
+    parse_timestamp,
+)
 from engagement.domain.taxonomy import Taxonomy
 
 PLATFORM = "github"
@@ -89,7 +96,7 @@ def classify(
 
 
 def _not_a_person(user: Any, bot_logins: frozenset[str]) -> str | None:
-    if not isinstance(user, dict) or user.get("id") is None:
+    if not isinstance(user, dict) or not is_identifier(user.get("id")):
         return "the delivery names no user to credit"
     login = str(user.get("login") or "")
     if user.get("type") == "Bot" or login.lower().endswith("[bot]"):
@@ -105,7 +112,7 @@ def _not_a_person(user: Any, bot_logins: frozenset[str]) -> str | None:
 
 def _key(*parts: Any) -> str | None:
     """An item-based idempotency key, or None (fall back to the delivery id) if a part is missing."""
-    if any(part is None or part == "" for part in parts):
+    if not all(is_identifier(part) for part in parts):
         return None
     return ":".join(str(part) for part in parts)
 

@@ -20,7 +20,7 @@ from engagement.adapters.config_source import current_taxonomy
 from engagement.adapters.dynamo import Store
 from engagement.adapters.secrets import get_secret
 from engagement.domain import scoring, signatures
-from engagement.domain.activity import Activity, Ignored
+from engagement.domain.activity import Activity, Ignored, PayloadShapeError
 from engagement.domain.taxonomy import Taxonomy
 from engagement.handlers.errors import (
     BadRequest,
@@ -36,6 +36,8 @@ from engagement.settings import Settings
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
+# Event names and delivery ids are short; a longer value is not a real platform header.
+MAX_HEADER_CHARS = 200
 
 Classifier = Callable[[WebhookRequest, dict[str, Any], Taxonomy, datetime, Store], Activity | Ignored]
 
@@ -116,8 +118,11 @@ def _accept(platform: Platform, request: WebhookRequest, deps: Dependencies) -> 
             f"content type {media_type or '(none)'!r} is not supported; send {' or '.join(platform.media_types)}",
         )
     for name in platform.required_headers:
-        if request.header(name) is None:
+        value = request.header(name)
+        if value is None:
             raise BadRequest("missing_header", f"the {name} header is missing")
+        if len(value) > MAX_HEADER_CHARS:
+            raise BadRequest("bad_header", f"the {name} header is longer than {MAX_HEADER_CHARS} characters")
     if not request.body.strip():
         raise BadRequest("empty_body", "the body is empty")
     try:
@@ -129,7 +134,14 @@ def _accept(platform: Platform, request: WebhookRequest, deps: Dependencies) -> 
 
     received_at = deps.clock()
     taxonomy = deps.taxonomy()
-    outcome = platform.classify(request, payload, taxonomy, received_at, deps.store)
+    try:
+        outcome = platform.classify(request, payload, taxonomy, received_at, deps.store)
+    except PayloadShapeError as error:
+        raise BadRequest("unexpected_shape", str(error)) from None
+    except (AttributeError, TypeError) as error:
+        # A field of the wrong type (a string where an object belongs): the sender's payload, not our fault.
+        logger.warning("payload shape", exc_info=True)
+        raise BadRequest("unexpected_shape", f"the payload does not have the shape its event names: {error}") from None
     if isinstance(outcome, Ignored):
         return _ignored(platform, outcome, deps, received_at, taxonomy)
 
