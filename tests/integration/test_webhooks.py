@@ -399,12 +399,13 @@ def test_reply_in_a_known_topic_uses_the_recorded_author(deps):
 
 
 def test_a_new_account_from_a_user_event_is_a_lurker(deps):
-    body = body_of({"user": {"id": 40, "username": "quiet", "email": "quiet@example.com"}})
+    body = body_of({"user": {"id": 40, "username": "quiet", "name": " Quinn Iverson ", "email": "quiet@example.com"}})
     answer = response_json(post_discourse(deps, body, discourse_headers("user_created", "user", body)))
     assert answer["status"] == "ignored" and answer["code"] == "identity"
     member = deps.store.get_member(answer["member_id"])
     assert (member["tier"], float(member["score"]), member["event_count"]) == ("Lurker", 0.0, 0)
     assert member["email"] == "quiet@example.com"
+    assert member["display_name"] == "Quinn Iverson"
 
 
 class ConflictingClient:

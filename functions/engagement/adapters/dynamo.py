@@ -150,6 +150,8 @@ class Store:
         if account.email:
             member["emails"] = {account.email}
             member["email"] = account.email
+        if account.display_name:
+            member["display_name"] = account.display_name
         items = [
             {
                 "Put": {
@@ -199,14 +201,19 @@ class Store:
                         raise
             # An email already owned by another member is a merge candidate; merging is an
             # operator decision (identity resolution, issue #5), so nothing is linked here.
-        if not new_account and not link_email:
+        if not new_account and not link_email and not account.display_name:
             return
         names = {"#h": "handles", "#k": account.key}
         values: dict[str, Any] = {":a": {account.key}, ":h": account.handle or account.user_id}
-        expression = "ADD accounts :a SET #h.#k = :h"
+        adds, sets = ["accounts :a"], ["#h.#k = :h"]
         if link_email:
-            expression = "ADD accounts :a, emails :e SET #h.#k = :h, email = if_not_exists(email, :m)"
+            adds.append("emails :e")
+            sets.append("email = if_not_exists(email, :m)")
             values.update({":e": {account.email}, ":m": account.email})
+        if account.display_name:
+            sets.append("display_name = if_not_exists(display_name, :dn)")
+            values[":dn"] = account.display_name
+        expression = f"ADD {', '.join(adds)} SET {', '.join(sets)}"
         self.client.update_item(
             TableName=self.settings.members_table,
             Key=to_item({"member_id": member_id}),

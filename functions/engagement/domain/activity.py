@@ -48,6 +48,7 @@ class Account:
     user_id: str
     handle: str | None = None
     email: str | None = None
+    display_name: str | None = None  # a person's name where the platform shares it (Discourse user events)
 
     @property
     def key(self) -> str:

@@ -80,7 +80,7 @@ def change_from_images(
     return MemberChange(
         member_id=member_id,
         email=str(email),
-        name=str(new.get("name") or email),
+        name=str(new.get("display_name") or new.get("name") or email),
         score=float(new.get("score", 0)),
         tier=str(new["tier"]),
         previous_tier=str(previous) if previous else None,

@@ -84,6 +84,9 @@ def classify(
         if reason:
             return Ignored("bot", reason)
         account = _account(host, user.get("id"), user.get("username"), normalize_email(user.get("email")))
+        name = user.get("name")
+        if isinstance(name, str) and name.strip():
+            account = Account(account.platform, account.user_id, account.handle, account.email, name.strip()[:128])
         return Ignored(
             "identity", f"{event_name} carries no scoring action; the account's email was recorded", account=account
         )

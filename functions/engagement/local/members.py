@@ -19,7 +19,7 @@ def member_row(item: dict[str, Any]) -> dict[str, Any]:
         identities.append({"platform": platform, "user_id": user_id, "handle": handles.get(account)})
     return {
         "member_id": item["member_id"],
-        "name": item.get("name"),
+        "name": item.get("display_name") or item.get("name"),
         "email": item.get("email"),
         "emails": as_plain(item.get("emails") or set()),
         "identities": identities,
