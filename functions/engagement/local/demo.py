@@ -71,6 +71,9 @@ def run_demo(console: Console) -> int:
         rows = view.sorted_rows(ingest.default_dependencies().store.scan_members())
         console.print(view.as_table(rows, title="Community members"))
         _report_outbox(console, outbox)
+        unreachable = [row["name"] for row in rows if not row["email"]]
+        if unreachable:
+            console.print(f"Not pushed to the CRM (no email address known yet): {', '.join(unreachable)}")
         return 0
     finally:
         server.shutdown()
