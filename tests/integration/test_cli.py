@@ -135,3 +135,27 @@ def test_demo_scores_every_human_and_no_bot(tmp_path):
         "lena.fischer@example.org",
         "aiko@example.com",
     }
+
+
+def test_recalc_refuses_a_past_moment(tmp_path):
+    result = run(["recalc", "--as-of", "2020-01-01T00:00:00Z"], tmp_path)
+    assert result.returncode == 2 and "must not be in the past" in result.stderr
+
+
+def test_members_refuses_an_unknown_tier(tmp_path):
+    result = run(["members", "--tier", "Nonsense"], tmp_path)
+    assert result.returncode == 2 and "unknown tier 'Nonsense'" in result.stderr and "Champion" in result.stderr
+
+
+def test_an_unreachable_endpoint_is_one_clear_line(tmp_path):
+    env = {**cli_env(tmp_path), "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{free_port()}"}
+    result = subprocess.run(
+        EXE + ["invoke", "github-webhook", str(EVENTS / "github-webhook.pull_request.json")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Cannot reach DynamoDB" in result.stderr and "Traceback" not in result.stderr

@@ -170,11 +170,27 @@ def test_falling_or_sideways_moves_create_no_task():
     ).entered_task_tier
 
 
-def test_newest_image_per_member_wins_and_keeps_the_task():
+def test_newest_image_per_member_wins_against_the_tier_before_the_batch():
+    # One batch: Active -> Power User (v2), then Power User with a higher score (v3).
     entered = change_from_images(member(version=1, tier="Active", score=60.0), member(version=2), TAX)
     later = change_from_images(member(version=2), member(version=3, score=95.0), TAX)
-    (only,) = latest_per_member([later, entered])
-    assert only.version == 3 and only.score == 95.0 and only.entered_task_tier
+    (only,) = latest_per_member([later, entered], TAX)
+    assert only.version == 3 and only.score == 95.0
+    assert only.previous_tier == "Active" and only.entered_task_tier
+    assert only.task_body().startswith("ana moved from Active into the Power User community tier with a score of 95.0")
+    assert "Last community activity: 2026-11-30 12:00 UTC." in only.task_body()
+
+
+def test_no_task_when_the_batch_starts_and_ends_in_the_same_tier():
+    up = change_from_images(member(version=1, tier="Power User"), member(version=2, tier="Champion", score=151.0), TAX)
+    down = change_from_images(member(version=2, tier="Champion", score=151.0), member(version=3), TAX)
+    (only,) = latest_per_member([up, down], TAX)
+    assert only.tier == "Power User" and not only.entered_task_tier
+
+
+def test_member_with_no_activity_is_not_pushed():
+    outcome = change_from_images(None, member(event_count=0, tier="Lurker", score=0.0), TAX)
+    assert isinstance(outcome, Skipped) and "no activity" in outcome.reason
 
 
 # HubSpot ----------------------------------------------------------------------------------

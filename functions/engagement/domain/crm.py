@@ -8,7 +8,7 @@ newest image of each member wins, so a burst of events costs one update.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,9 +45,10 @@ class MemberChange:
 
     def task_body(self) -> str:
         came_from = f" from {self.previous_tier}" if self.previous_tier and self.previous_tier != "none" else ""
+        last = _readable(self.last_activity_at) if self.last_activity_at else "unknown"
         return (
             f"{self.name} moved{came_from} into the {self.tier} community tier with a score of {self.score:.1f}. "
-            f"Last community activity: {self.last_activity_at or 'unknown'}."
+            f"Last community activity: {last}."
         )
 
 
@@ -71,12 +72,10 @@ def change_from_images(
     email = new.get("email")
     if not email:
         return Skipped(member_id, "member has no email address; not pushed to the CRM")
+    if not int(new.get("event_count", 0)):
+        return Skipped(member_id, "member has no activity yet; nothing to tell the CRM")
     previous = (old or {}).get("tier")
-    entered = (
-        new["tier"] != previous
-        and new["tier"] in taxonomy.task_tiers
-        and taxonomy.tier_rank(new["tier"]) > taxonomy.tier_rank(previous)
-    )
+    entered = _entered(previous, str(new["tier"]), taxonomy)
     return MemberChange(
         member_id=member_id,
         email=str(email),
@@ -91,23 +90,31 @@ def change_from_images(
     )
 
 
-def latest_per_member(changes: Iterable[MemberChange]) -> list[MemberChange]:
-    """One change per member: the highest version, keeping any task an earlier image earned."""
-    latest: dict[str, MemberChange] = {}
+def latest_per_member(changes: Iterable[MemberChange], taxonomy: Taxonomy) -> list[MemberChange]:
+    """One change per member: its newest image, measured against the tier it had before the batch.
+
+    A batch may hold several images of one member (Active, then Power User, then Power User with
+    a higher score). The CRM last heard the tier before the first of them, so that is the previous
+    tier, and a task is due when the newest tier is a task tier ranked above it.
+    """
+    first: dict[str, MemberChange] = {}
+    last: dict[str, MemberChange] = {}
     for change in changes:
-        current = latest.get(change.member_id)
-        if current is None or change.version >= current.version:
-            entered = change.entered_task_tier or (current.entered_task_tier if current else False)
-            latest[change.member_id] = _with_entered(change, entered)
-        elif change.entered_task_tier:
-            latest[change.member_id] = _with_entered(current, True)
-    return list(latest.values())
+        if change.member_id not in first or change.version < first[change.member_id].version:
+            first[change.member_id] = change
+        if change.member_id not in last or change.version >= last[change.member_id].version:
+            last[change.member_id] = change
+    merged = []
+    for member_id, newest in last.items():
+        previous = first[member_id].previous_tier
+        merged.append(
+            replace(newest, previous_tier=previous, entered_task_tier=_entered(previous, newest.tier, taxonomy))
+        )
+    return merged
 
 
-def _with_entered(change: MemberChange, entered: bool) -> MemberChange:
-    if change.entered_task_tier == entered:
-        return change
-    return MemberChange(**{**change.__dict__, "entered_task_tier": entered})
+def _entered(previous: str | None, tier: str, taxonomy: Taxonomy) -> bool:
+    return tier != previous and tier in taxonomy.task_tiers and taxonomy.tier_rank(tier) > taxonomy.tier_rank(previous)
 
 
 def crm_time(value: str) -> str:
@@ -119,6 +126,17 @@ def crm_time(value: str) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _readable(value: str) -> str:
+    """`2026-12-03 17:21 UTC` from an ISO 8601 instant, for people reading a CRM task."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _str(value: Any) -> str | None:

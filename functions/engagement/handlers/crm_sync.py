@@ -61,7 +61,7 @@ def sync(event: dict[str, Any], context: Any, crm: Any) -> dict[str, Any]:
         elif outcome is not None:
             changes.append(outcome)
 
-    latest = latest_per_member(changes)
+    latest = latest_per_member(changes, taxonomy)
     failed: dict[str, str] = {}
     if latest:
         result = crm.push(latest)

@@ -16,7 +16,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from engagement.adapters.config_source import current_taxonomy
 from engagement.adapters.dynamo import Store
 from engagement.domain import scoring
-from engagement.domain.activity import parse_timestamp
 from engagement.handlers import ingest
 from engagement.observability import logger, metrics
 
@@ -50,9 +49,9 @@ def recalculate(store: Store, as_of: datetime) -> RecalcSummary:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    now = scoring.utc_now()
-    as_of = parse_timestamp(event.get("time"), now) if isinstance(event, dict) else now
-    summary = recalculate(ingest.default_dependencies().store, as_of)
-    logger.info("recalculated", extra=summary.as_dict())
+    # Always "now", not the event's scheduled `time`: a replayed or sample event from the past must
+    # not rewind scores to a moment before events that have since been stored.
+    summary = recalculate(ingest.default_dependencies().store, scoring.utc_now())
+    logger.info("recalculated", extra={**summary.as_dict(), "scheduled_time": (event or {}).get("time")})
     metrics.add_metric(name="ScoresRecalculated", unit="Count", value=summary.written)
     return summary.as_dict()

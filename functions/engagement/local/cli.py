@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,17 @@ def _handler(function: str) -> Any:
     return importlib.import_module(FUNCTIONS[function]).lambda_handler
 
 
+def _start(stack: Any) -> Any:
+    """Start a local stack, turning an unreachable endpoint into one clear line."""
+    from botocore.exceptions import EndpointConnectionError
+
+    try:
+        return stack.start()
+    except EndpointConnectionError as error:
+        err.print(f"[red]Cannot reach DynamoDB:[/] {error}. Is the endpoint in AWS_ENDPOINT_URL_DYNAMODB running?")
+        raise typer.Exit(2) from None
+
+
 def _existing_stack() -> Any:
     """The stack another command started (`serve`) or the configured endpoint; exits if none."""
     from engagement.local.stack import LocalStack, apply_local_environment, configured_endpoint, running_endpoint
@@ -65,7 +77,7 @@ def _existing_stack() -> Any:
             "AWS_ENDPOINT_URL_DYNAMODB), or run [bold]engagement demo[/]."
         )
         raise typer.Exit(2)
-    return LocalStack(endpoint).start()
+    return _start(LocalStack(endpoint))
 
 
 @app.command()
@@ -74,7 +86,7 @@ def invoke(
     event_file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A sample event, e.g. from events/"),
 ) -> None:
     """Run one function's handler on a sample event and print its response."""
-    from engagement.local.stack import LambdaContext, local_stack
+    from engagement.local.stack import LambdaContext, LocalStack
 
     _logs_to_stderr("INFO")
     try:
@@ -83,8 +95,11 @@ def invoke(
         err.print(f"[red]{event_file} is not valid JSON:[/] {error}")
         raise typer.Exit(2) from None
     handler = _handler(function)
-    with local_stack():
+    stack = _start(LocalStack())
+    try:
         response = handler(event, LambdaContext(function))
+    finally:
+        stack.stop()
     console.print_json(json.dumps(response, default=str))
 
 
@@ -96,8 +111,15 @@ def serve(port: int = typer.Option(8000, help="Port on 127.0.0.1")) -> None:
     from engagement.local.stack import LocalStack, StreamPump
 
     _logs_to_stderr()
-    stack = LocalStack().start(prefer_running=False)
+    from botocore.exceptions import EndpointConnectionError
+
+    try:
+        stack = LocalStack().start(prefer_running=False)
+    except EndpointConnectionError as error:
+        err.print(f"[red]Cannot reach DynamoDB:[/] {error}. Is the endpoint in AWS_ENDPOINT_URL_DYNAMODB running?")
+        raise typer.Exit(2) from None
     state = stack.write_state()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the server as Ctrl-C does, removing the state file
     server = make_server(port)
     pump = StreamPump(stack, crm_sync.lambda_handler)
     stop = threading.Event()
@@ -127,6 +149,10 @@ def serve(port: int = typer.Option(8000, help="Port on 127.0.0.1")) -> None:
         stack.stop()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _crm_destination() -> str:
     from engagement.settings import Settings
 
@@ -152,8 +178,15 @@ def recalc(as_of: str = typer.Option(None, "--as-of", help="ISO 8601 time to bri
     from engagement.handlers.recalc import recalculate
 
     _logs_to_stderr()
+    moment = _parse_time(as_of)
+    if moment < datetime.now(UTC) - timedelta(minutes=1):
+        err.print(
+            "[red]--as-of must not be in the past[/]: a past moment would count events that had not "
+            "happened yet. Use a future time to see where decay takes scores and tiers."
+        )
+        raise typer.Exit(2)
     stack = _existing_stack()
-    summary = recalculate(ingest.default_dependencies().store, _parse_time(as_of))
+    summary = recalculate(ingest.default_dependencies().store, moment)
     stack.stop()
     console.print(
         f"Recalculated as of {summary.as_of}: {summary.scanned} members read, {summary.written} written, "
@@ -170,6 +203,13 @@ def members(
     from engagement.handlers import ingest
     from engagement.local import members as view
 
+    if tier:
+        from engagement.adapters.config_source import current_taxonomy
+
+        names = [t.name for t in current_taxonomy().ranked_tiers]
+        if tier.lower() not in (name.lower() for name in names):
+            err.print(f"[red]unknown tier {tier!r}[/]; tiers are: {', '.join(names)}")
+            raise typer.Exit(2)
     stack = _existing_stack()
     rows = view.sorted_rows(ingest.default_dependencies().store.scan_members(), tier)
     stack.stop()

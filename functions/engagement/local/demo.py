@@ -84,8 +84,8 @@ def _report_outbox(console: Console, outbox: Path) -> None:
     lines = [json.loads(line) for line in outbox.read_text().splitlines()] if outbox.exists() else []
     tasks = [line["task"]["subject"] for line in lines if line.get("task")]
     console.print(
-        f"CRM updates: {len(lines)} contact updates and {len(tasks)} tasks written to {outbox} "
-        "(set CRM_PROVIDER=hubspot and HUBSPOT_TOKEN to send them to HubSpot)."
+        f"CRM updates: {len(lines)} contact updates and {len(tasks)} tasks written to {outbox}. The demo never "
+        "writes to a real CRM; `engagement serve` with HUBSPOT_TOKEN set sends changes to HubSpot."
     )
     for subject in tasks:
         console.print(f"  task: {subject}")

@@ -71,7 +71,7 @@ def as_table(rows: list[dict[str, Any]], title: str = "Members") -> Any:
     from rich.table import Table
 
     table = Table(title=title)
-    for column, justify in [
+    columns = [
         ("Member", "left"),
         ("Identities", "left"),
         ("Email", "left"),
@@ -79,7 +79,9 @@ def as_table(rows: list[dict[str, Any]], title: str = "Members") -> Any:
         ("Tier", "left"),
         ("Events", "right"),
         ("Last activity", "left"),
-    ]:
+        ("Scored at", "left"),
+    ]
+    for column, justify in columns:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(
@@ -90,5 +92,6 @@ def as_table(rows: list[dict[str, Any]], title: str = "Members") -> Any:
             row["tier"] or "-",
             str(row["events"]),
             (row["last_activity_at"] or "-")[:10],
+            (row["score_at"] or "-")[:16].replace("T", " "),
         )
     return table

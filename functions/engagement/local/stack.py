@@ -14,7 +14,6 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -279,12 +278,3 @@ class StreamPump:
         with failures.open("a", encoding="utf-8") as handle:
             for record in batch:
                 handle.write(json.dumps(record, default=str) + "\n")
-
-
-@contextmanager
-def local_stack(prefer_running: bool = True) -> Iterator[LocalStack]:
-    stack = LocalStack().start(prefer_running=prefer_running)
-    try:
-        yield stack
-    finally:
-        stack.stop()
