@@ -97,6 +97,7 @@ class FakeHubSpot:
                 results.append(
                     {
                         "id": str(self.next_id),
+                        "objectWriteTraceId": item.get("objectWriteTraceId"),
                         "properties": {**item["properties"]},
                         "new": True,
                         "archived": False,
@@ -207,6 +208,7 @@ def test_upsert_by_email_and_task_for_tier_entry():
             {
                 "idProperty": "email",
                 "id": "ana@example.com",
+                "objectWriteTraceId": "m1",
                 "properties": {"email": "ana@example.com", **change.properties()},
             }
         ]
@@ -345,3 +347,16 @@ def test_hubspot_without_token_is_a_configuration_error(monkeypatch):
     monkeypatch.delenv("HUBSPOT_TOKEN", raising=False)
     with pytest.raises(NotConfigured):
         crm_sync.crm_adapter(Settings.from_env({"CRM_PROVIDER": "hubspot"}))
+
+
+def test_results_are_matched_by_trace_id_when_email_is_not_echoed():
+    answer = httpx.Response(
+        200,
+        json={
+            "status": "COMPLETE",
+            "results": [{"id": "901", "objectWriteTraceId": "m1", "properties": {"hs_object_id": "901"}, "new": False}],
+        },
+    )
+    fake = FakeHubSpot([answer])
+    change = change_from_images(None, member(tier="Active", score=40.0), TAX)
+    assert hubspot(fake).push([change]).pushed == {"m1"}

@@ -88,8 +88,15 @@ class HubSpot:
         calls_before = self.calls
         for start in range(0, len(changes), BATCH_LIMIT):
             batch = changes[start : start + BATCH_LIMIT]
+            # objectWriteTraceId comes back on each result, tying it to its member whatever
+            # properties HubSpot chooses to echo.
             inputs = [
-                {"idProperty": "email", "id": c.email, "properties": {"email": c.email, **c.properties()}}
+                {
+                    "idProperty": "email",
+                    "id": c.email,
+                    "objectWriteTraceId": c.member_id,
+                    "properties": {"email": c.email, **c.properties()},
+                }
                 for c in batch
             ]
             try:
@@ -99,7 +106,7 @@ class HubSpot:
                 continue
             contact_ids = _contact_ids(answer)
             for change in batch:
-                contact_id = contact_ids.get(change.email)
+                contact_id = contact_ids.get(change.member_id) or contact_ids.get(change.email)
                 if contact_id is None:
                     result.failed[change.member_id] = "HubSpot's answer did not include this contact"
                     continue
@@ -144,9 +151,14 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _contact_ids(answer: dict[str, Any]) -> dict[str, str]:
+    """Contact ids of a batch answer, keyed by the trace id we sent and by email."""
     ids: dict[str, str] = {}
     for item in answer.get("results") or []:
+        if item.get("id") is None:
+            continue
+        if item.get("objectWriteTraceId"):
+            ids[str(item["objectWriteTraceId"])] = str(item["id"])
         email = str((item.get("properties") or {}).get("email") or "").strip().lower()
-        if email and item.get("id") is not None:
+        if email:
             ids[email] = str(item["id"])
     return ids
