@@ -8,8 +8,7 @@ as failed, so the stream record is retried rather than silently marked done.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +21,7 @@ from engagement.domain.crm import MemberChange
 BATCH_LIMIT = 100
 TASK_TO_CONTACT = 204  # HubSpot-defined association type: task -> contact
 DEFAULT_RETRY_SECONDS = 1.0
+MAX_RETRY_AFTER_SECONDS = 20.0
 
 
 class TransientError(Exception):
@@ -56,7 +56,6 @@ class HubSpot:
         base_url: str,
         client: httpx.Client | None = None,
         attempts: int = 6,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
@@ -145,7 +144,8 @@ def _retry_after(response: httpx.Response) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        # Capped so a long pause cannot outlast the function's timeout; the record is retried later.
+        return min(MAX_RETRY_AFTER_SECONDS, max(0.0, float(value)))
     except ValueError:
         return DEFAULT_RETRY_SECONDS
 
