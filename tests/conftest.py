@@ -212,5 +212,18 @@ def discourse_headers(
     }
 
 
+def github_push(login: str, user_id: int, email: str) -> dict[str, Any]:
+    """A push whose pusher is the sender: the way a GitHub account learns its owner's email."""
+    return {
+        "ref": "refs/heads/topic",
+        "after": "1" * 40,
+        "commits": [],
+        "head_commit": None,
+        "repository": {"id": 1, "full_name": "acme/sdk"},
+        "pusher": {"name": login, "email": email},
+        "sender": {"login": login, "id": user_id, "type": "User"},
+    }
+
+
 def response_json(response: dict[str, Any]) -> dict[str, Any]:
     return json.loads(response["body"])

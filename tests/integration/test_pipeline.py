@@ -16,7 +16,7 @@ from engagement.handlers import crm_sync, discourse_webhook, github_webhook, ing
 from engagement.handlers.recalc import recalculate
 from engagement.local.server import make_server
 from engagement.local.stack import StreamPump
-from tests.conftest import discourse_headers, github_headers
+from tests.conftest import discourse_headers, github_headers, github_push
 from tests.unit.test_crm_sync import FakeHubSpot, hubspot
 
 NOW = datetime.now(UTC)
@@ -56,17 +56,7 @@ def test_deliveries_become_scored_members_in_the_crm(stack, server, context):
     # Ana: a Discourse account with an email, a GitHub push linking the same email, 8 PRs.
     user = json.dumps({"user": {"id": 5, "username": "ana", "email": "Ana@Example.com"}}).encode()
     assert post(server, "discourse", user, discourse_headers("user_created", "user", user)).status_code == 200
-    push = json.dumps(
-        {
-            "ref": "refs/heads/a",
-            "after": "1" * 40,
-            "commits": [],
-            "head_commit": None,
-            "repository": {"id": 1, "full_name": "acme/sdk"},
-            "pusher": {"name": "ana-gh", "email": "ana@example.com"},
-            "sender": {"login": "ana-gh", "id": 77, "type": "User"},
-        }
-    ).encode()
+    push = json.dumps(github_push("ana-gh", 77, "ana@example.com")).encode()
     assert post(server, "github", push, github_headers("push", push)).status_code == 202
     for n in range(8):
         body = json.dumps(pr(n, "ana-gh", 77, days_ago=n + 1)).encode()

@@ -11,6 +11,7 @@ from engagement.handlers import discourse_webhook, github_webhook, ingest
 from tests.conftest import (
     discourse_headers,
     github_headers,
+    github_push,
     http_api_event,
     response_json,
     rest_event,
@@ -337,15 +338,7 @@ def test_discourse_wrong_signature_is_401(deps):
 def test_discourse_email_links_accounts_across_platforms(deps):
     # A GitHub push with the pusher's address, then the Discourse account with the same address
     # (mixed case), then a reply on Discourse: all one member.
-    push = {
-        "ref": "refs/heads/x",
-        "after": "a" * 40,
-        "commits": [],
-        "head_commit": None,
-        "repository": {"id": 1, "full_name": "acme/sdk"},
-        "pusher": {"name": "octo-ana", "email": "ana@example.com"},
-        "sender": {"login": "octo-ana", "id": 901, "type": "User"},
-    }
+    push = github_push("octo-ana", 901, "ana@example.com")
     body = body_of(push)
     gh = response_json(post_github(deps, body, github_headers("push", body)))
     user = {"user": {"id": 31, "username": "ana", "email": " Ana@Example.com", "name": "Ana"}}

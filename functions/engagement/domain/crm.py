@@ -117,26 +117,24 @@ def _entered(previous: str | None, tier: str, taxonomy: Taxonomy) -> bool:
     return tier != previous and tier in taxonomy.task_tiers and taxonomy.tier_rank(tier) > taxonomy.tier_rank(previous)
 
 
-def crm_time(value: str) -> str:
-    """An ISO 8601 instant as CRMs take it: UTC with milliseconds and a `Z` (`2026-12-01T12:00:00.000Z`)."""
+def _as_utc(value: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def crm_time(value: str) -> str:
+    """An ISO 8601 instant as CRMs take it: UTC with milliseconds and a `Z` (`2026-12-01T12:00:00.000Z`)."""
+    moment = _as_utc(value)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else value
 
 
 def _readable(value: str) -> str:
     """`2026-12-03 17:21 UTC` from an ISO 8601 instant, for people reading a CRM task."""
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    moment = _as_utc(value)
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else value
 
 
 def _str(value: Any) -> str | None:
