@@ -9,6 +9,7 @@ answer's author when it is chosen), not necessarily the sender.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,26 +28,17 @@ PLATFORM = "github"
 DELETED_USER_LOGIN = "ghost"
 
 
+@dataclass(frozen=True)
 class Classified:
     """A signal with the user it credits, the moment it happened, and a little context."""
 
-    def __init__(
-        self,
-        signal: str,
-        user: Any,
-        occurred_at: Any,
-        metadata: dict[str, Any],
-        dedupe_key: str | None = None,
-        email: str | None = None,
-        description: str = "",
-    ) -> None:
-        self.signal = signal
-        self.user = user
-        self.occurred_at = occurred_at
-        self.metadata = metadata
-        self.dedupe_key = dedupe_key
-        self.email = email
-        self.description = description
+    signal: str
+    user: Any
+    occurred_at: Any
+    metadata: dict[str, Any]
+    dedupe_key: str | None = None
+    email: str | None = None
+    description: str = ""
 
 
 def classify(
