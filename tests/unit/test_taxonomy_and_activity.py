@@ -115,3 +115,24 @@ def test_metadata_is_bounded():
     assert bounded["number"] == 7
     assert "body" not in bounded
     assert len(json.dumps(bounded)) <= 4096
+
+
+def test_settings_refuse_unusable_values():
+    from engagement.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="MAX_BODY_BYTES must be a whole number"):
+        Settings.from_env({"MAX_BODY_BYTES": "lots"})
+    with pytest.raises(SettingsError, match="RAW_RETENTION_DAYS must be positive"):
+        Settings.from_env({"RAW_RETENTION_DAYS": "0"})
+    with pytest.raises(SettingsError, match="CRM_PROVIDER must be one of hubspot, outbox"):
+        Settings.from_env({"CRM_PROVIDER": "salesforce"})
+
+
+def test_settings_pick_the_crm_from_what_is_configured():
+    from engagement.settings import Settings
+
+    assert Settings.from_env({}).crm_provider == "outbox"
+    assert Settings.from_env({"HUBSPOT_TOKEN_ARN": "arn:aws:secretsmanager:..."}).crm_provider == "hubspot"
+    assert (
+        Settings.from_env({"HUBSPOT_BASE_URL": "https://api.hubapi.com/"}).hubspot_base_url == "https://api.hubapi.com"
+    )
