@@ -82,7 +82,8 @@ def default_dependencies() -> Dependencies:
 
 def handle(platform: Platform, event: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
     """Answer one webhook delivery; bad input gets a 4xx naming what was wrong."""
-    metrics.add_dimension(name="platform", value=platform.name)
+    if metrics.dimension_set.get("platform") != platform.name:  # set once per flush (once per invocation)
+        metrics.add_dimension(name="platform", value=platform.name)
     try:
         request = WebhookRequest.from_api_gateway(event)
         logger.append_keys(platform=platform.name, delivery=request.header(platform.delivery_header))
