@@ -227,3 +227,13 @@ def github_push(login: str, user_id: int, email: str) -> dict[str, Any]:
 
 def response_json(response: dict[str, Any]) -> dict[str, Any]:
     return json.loads(response["body"])
+
+
+@pytest.fixture(autouse=True)
+def fresh_metrics() -> Iterator[None]:
+    """Tests call the pipeline without the handler's per-invocation flush; start each one clean."""
+    from engagement.observability import metrics
+
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
