@@ -54,12 +54,10 @@ def load_sample(relative: str) -> Any:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    import logging
 
-    from moto.server import ThreadedMotoServer
+    from engagement.local.stack import atomic_moto_server
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = atomic_moto_server()
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"

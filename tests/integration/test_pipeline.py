@@ -134,3 +134,21 @@ def test_back_dated_event_after_newer_ones_is_exact(deps):
     expected = sum(20 * 2 ** (-age / 90) for age in [1, 2, 400, 0.5])
     assert float(member["score"]) == pytest.approx(expected, rel=1e-9)
     assert member["last_activity_at"].startswith(iso(0.5)[:19])
+
+
+def test_the_same_delivery_racing_itself_is_stored_once(deps):
+    # GitHub and a proxy both retrying at once: six copies of one delivery arrive together.
+    deps.clock.now = NOW
+    body = json.dumps(pr(1, "racer", 88, 1)).encode()
+    headers = github_headers("pull_request", body, delivery="same-delivery")
+
+    def send(_: int) -> str:
+        event = {"headers": headers, "body": body.decode()}
+        return json.loads(ingest.handle(github_webhook.PLATFORM, event, deps)["body"])["status"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = sorted(pool.map(send, range(6)))
+    assert statuses == ["duplicate"] * 5 + ["stored"]
+    (member,) = list(deps.store.scan_members())
+    assert member["event_count"] == 1
+    assert float(member["score"]) == pytest.approx(20 * 2 ** (-1 / 90), rel=1e-6)

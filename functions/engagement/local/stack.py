@@ -39,6 +39,44 @@ AWS_DEFAULTS = {
 }
 
 
+def atomic_moto_server() -> Any:
+    """moto in server mode on a free port of 127.0.0.1, answering one request at a time.
+
+    DynamoDB applies each request atomically. moto does not under concurrency: a transaction
+    snapshots whole tables and, when cancelled, restores the snapshot, undoing writes that other
+    requests made meanwhile, and its condition checks race. Serializing requests gives back
+    DynamoDB's per-request atomicity, so concurrent clients (threads, `serve` beside `recalc`)
+    see what they would see in AWS. Connections are still served on many threads.
+    """
+    import logging
+    import threading
+
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from moto.server import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    # moto's web server logs every request; the stack's users only care about failures.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    class AtomicMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+            lock = threading.Lock()
+
+            def one_at_a_time(environ: dict[str, Any], start_response: Any) -> Any:
+                with lock:
+                    return list(app(environ, start_response))
+
+            self._server = make_server(
+                self._ip_address, self._port, one_at_a_time, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+
 def home() -> Path:
     return Path(os.environ.get(HOME_ENV, ".engagement"))
 
@@ -91,14 +129,7 @@ class LocalStack:
         apply_local_environment()
         self.endpoint = self.endpoint or configured_endpoint() or (running_endpoint() if prefer_running else None)
         if self.endpoint is None:
-            import logging
-
-            from moto.server import ThreadedMotoServer
-
-            # moto's web server logs every request; the stack's users only care about failures.
-            logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self._server = atomic_moto_server()
             self._server.start()
             host, port = self._server.get_host_and_port()
             self.endpoint = f"http://{host}:{port}"
