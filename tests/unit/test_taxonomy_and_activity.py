@@ -136,3 +136,15 @@ def test_settings_pick_the_crm_from_what_is_configured():
     assert (
         Settings.from_env({"HUBSPOT_BASE_URL": "https://api.hubapi.com/"}).hubspot_base_url == "https://api.hubapi.com"
     )
+
+
+def test_a_broken_override_keeps_the_last_good_taxonomy(tmp_path, monkeypatch):
+    path = tmp_path / "taxonomy.json"
+    path.write_text(json.dumps({"actions": {"react": {"points": 2, "half_life_days": 14}}}))
+    monkeypatch.setenv("ENGAGEMENT_CONFIG_FILE", str(path))
+    assert config_source.current_taxonomy().actions["react"].points == 2
+
+    path.write_text(json.dumps({"mapping": {"github": {"fork": "no_such_action"}}}))
+    assert config_source.current_taxonomy().actions["react"].points == 2  # still the last good one
+    path.write_text("{not json")
+    assert config_source.current_taxonomy().actions["react"].points == 2

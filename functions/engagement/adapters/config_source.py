@@ -16,6 +16,7 @@ from engagement.settings import CONFIG_FILE, CONFIG_PARAMETER
 
 CACHE_SECONDS = 300
 _built: dict[str, Taxonomy] = {}
+_last_good: Taxonomy | None = None
 
 
 def load_overrides() -> dict[str, Any]:
@@ -35,10 +36,25 @@ def load_overrides() -> dict[str, Any]:
 
 
 def current_taxonomy() -> Taxonomy:
-    """The taxonomy in force now: the bundled default with the current overrides merged in."""
-    overrides = load_overrides()
-    key = json.dumps(overrides, sort_keys=True)
-    if key not in _built:
-        _built.clear()
-        _built[key] = taxonomy_module.build(overrides)
-    return _built[key]
+    """The taxonomy in force now: the bundled default with the current overrides merged in.
+
+    A broken override (unreadable JSON, an unknown action, a negative half-life) never stops
+    ingestion: the last taxonomy that worked stays in force, or the bundled default if none has,
+    and the error is logged on every load until an operator fixes it.
+    """
+    global _last_good
+    try:
+        overrides = load_overrides()
+        key = json.dumps(overrides, sort_keys=True)
+        if key not in _built:
+            taxonomy = taxonomy_module.build(overrides)
+            _built.clear()
+            _built[key] = taxonomy
+        _last_good = _built[key]
+    except Exception as error:  # any failure to read or validate the overrides, by design
+        from engagement.observability import logger
+
+        logger.error("taxonomy overrides unusable; keeping the last good taxonomy", extra={"reason": str(error)})
+        if _last_good is None:
+            _last_good = taxonomy_module.build()
+    return _last_good
