@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import App
+from aws_cdk import App, Validations
+from cdk_nag import AwsSolutionsChecks
 
-from infra import constants
+from infra import constants, stages
 from infra.stack import EngagementStack
 
 
 def create_app(context: dict[str, Any] | None = None, **app_kwargs: Any) -> App:
-    """Build the app with one stack, `Engagement-<stage>`.
+    """Build the app with one stack, `Engagement-<stage>`, checked by cdk-nag's AwsSolutions rules on synth.
 
-    The stack's environment is left unresolved (no account or region), so synthesis needs no credentials.
+    The stage comes from the `stage` context key (`-c stage=prod`), its settings from infra/stages.py with any
+    context overrides. The stack's environment is left unresolved (no account or region), so synthesis needs no
+    credentials and makes no lookups. Any unacknowledged cdk-nag finding makes `app.synth()` fail.
     """
     app = App(context=context, **app_kwargs)
-    stage = app.node.try_get_context(constants.STAGE_CONTEXT) or constants.DEFAULT_STAGE
-    schedule = app.node.try_get_context(constants.RECALC_SCHEDULE_CONTEXT) or constants.DEFAULT_RECALC_SCHEDULE
-    EngagementStack(app, constants.stack_name(stage), stage=stage, recalc_schedule=schedule)
+    config = stages.resolve(app.node.try_get_context)
+    EngagementStack(app, constants.stack_name(config.name), config=config)
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 
 

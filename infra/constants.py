@@ -8,11 +8,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = PROJECT_ROOT / "functions"
 REQUIREMENTS_FILE = FUNCTIONS_DIR / "requirements.txt"
 
-# Context keys (defaults also live in cdk.json).
-STAGE_CONTEXT = "stage"
-DEFAULT_STAGE = "dev"
-RECALC_SCHEDULE_CONTEXT = "recalc_schedule"
-DEFAULT_RECALC_SCHEDULE = "rate(1 day)"
+# Stage selection and per-stage settings: infra/stages.py.
 
 
 def stack_name(stage: str) -> str:
@@ -25,7 +21,9 @@ def config_parameter_name(stage: str) -> str:
 
 SERVICE_NAME = "engagement"
 LOG_LEVEL = "INFO"
-CRM_PROVIDER = "hubspot"
+METRICS_NAMESPACE = "CommunityEngagement"
+# Where the `outbox` CRM provider writes when deployed: /tmp is the only writable path in Lambda.
+LAMBDA_OUTBOX_PATH = "/tmp/engagement-outbox.jsonl"
 
 # Lambda packaging: the function code asset leaves out what the layer or the local tooling carries.
 CODE_EXCLUDE = ["engagement/local", "**/__pycache__", "*.pyc", "requirements.txt"]
@@ -54,6 +52,9 @@ API_ID = "WebhookApi"
 RECALC_SCHEDULE_ID = "RecalcSchedule"
 CRM_SYNC_STREAM_ID = "CrmSyncStream"
 CRM_SYNC_FAILURES_ID = "CrmSyncFailures"
+MONITORING_ID = "Monitoring"
+ALARM_TOPIC_ID = "AlarmTopic"
+WAF_ID = "WebAcl"
 
 # Handlers.
 GITHUB_HANDLER = "engagement.handlers.github_webhook.lambda_handler"
@@ -67,8 +68,12 @@ GITHUB_PATH = "github"
 DISCOURSE_PATH = "discourse"
 GITHUB_WEBHOOK_PATH = f"/{WEBHOOKS_PATH}/{GITHUB_PATH}"
 DISCOURSE_WEBHOOK_PATH = f"/{WEBHOOKS_PATH}/{DISCOURSE_PATH}"
+# Stage-wide throttling, and per route (requests per second and burst). GitHub and Discourse deliver one
+# request per event; 20/s sustained is far above a busy community and still caps a replay storm.
 API_THROTTLE_RATE = 50
 API_THROTTLE_BURST = 100
+ROUTE_THROTTLE = {GITHUB_PATH: (20, 40), DISCOURSE_PATH: (20, 40)}
+SIGNATURE_HEADERS = {GITHUB_PATH: "X-Hub-Signature-256", DISCOURSE_PATH: "X-Discourse-Event-Signature"}
 
 # Stream to CRM.
 CRM_SYNC_BATCH_SIZE = 100
@@ -85,3 +90,5 @@ GITHUB_SECRET_ARN_OUTPUT = "GithubWebhookSecretArn"
 DISCOURSE_SECRET_ARN_OUTPUT = "DiscourseWebhookSecretArn"
 HUBSPOT_SECRET_ARN_OUTPUT = "HubspotTokenSecretArn"
 CONFIG_PARAMETER_OUTPUT = "ConfigParameterName"
+ALARM_TOPIC_OUTPUT = "AlarmTopicArn"
+DASHBOARD_OUTPUT = "DashboardName"

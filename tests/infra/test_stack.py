@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App
 from aws_cdk.assertions import Match, Template
 
 from engagement import tables
-from infra.app import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,30 +43,14 @@ TABLE_VARS_BY_HANDLER = {
     CRM_SYNC_HANDLER: {"MEMBERS_TABLE"},
 }
 WRITE_ACTIONS = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
-BUNDLING_STACKS = "aws:cdk:bundling-stacks"
 
 
-def _cdk_json_context() -> dict[str, Any]:
-    """The context `npx cdk synth` passes (stage, schedule, feature flags), so tests see the same stack."""
-    return json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"]
+@pytest.fixture(scope="session")
+def template(dev_template_file: Path) -> Template:
+    return Template.from_json(json.loads(dev_template_file.read_text()))
 
 
-def _synth(outdir: Path, stage: str, **context: Any) -> Template:
-    # An empty bundling-stacks list skips the pip layer build: these tests stay fast and offline.
-    app: App = create_app(
-        context={**_cdk_json_context(), "stage": stage, BUNDLING_STACKS: [], **context},
-        outdir=str(outdir),
-        stack_traces=False,
-    )
-    return Template.from_stack(app.node.find_child(f"Engagement-{stage}"))
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    return _synth(tmp_path_factory.mktemp("cdk.out"), "dev")
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def resources(template: Template) -> dict[str, dict[str, Any]]:
     return template.to_json()["Resources"]
 
@@ -235,18 +217,17 @@ def test_functions_share_one_code_asset_and_one_layer(template: Template, resour
 @pytest.mark.parametrize(
     ("handler", "timeout", "memory"),
     [
-        (GITHUB_HANDLER, 15, 512),
-        (DISCOURSE_HANDLER, 15, 512),
-        (RECALC_HANDLER, 300, None),
-        (CRM_SYNC_HANDLER, 120, None),
+        (GITHUB_HANDLER, 10, 512),
+        (DISCOURSE_HANDLER, 10, 512),
+        (RECALC_HANDLER, 300, 512),
+        (CRM_SYNC_HANDLER, 120, 256),
     ],
 )
-def test_function_limits(resources: dict[str, Any], handler: str, timeout: int, memory: int | None) -> None:
+def test_function_limits(resources: dict[str, Any], handler: str, timeout: int, memory: int) -> None:
     properties = resources[_function_id(resources, handler)]["Properties"]
 
     assert properties["Timeout"] == timeout
-    if memory is not None:
-        assert properties["MemorySize"] == memory
+    assert properties["MemorySize"] == memory
 
 
 @pytest.mark.parametrize("handler", ALL_HANDLERS)
@@ -332,14 +313,14 @@ def test_config_overrides_parameter(template: Template, resources: dict[str, Any
         {"Properties": {"Name": "/engagement/dev/config-overrides", "Type": "String", "Value": "{}"}},
     )
 
+    # Every function reads the taxonomy, the CRM sync included (its tiers decide which promotions become tasks).
     for handler in ALL_HANDLERS:
         env = _env(resources, handler)
-        if handler == CRM_SYNC_HANDLER:
-            assert "ENGAGEMENT_CONFIG_PARAMETER" not in env
-            assert _granted(resources, handler, "ssm:") == set()
-        else:
-            assert env["ENGAGEMENT_CONFIG_PARAMETER"] in ({"Ref": parameter_id}, "/engagement/dev/config-overrides")
-            assert _granted(resources, handler, "ssm:GetParameter") == {parameter_id}
+        assert env["ENGAGEMENT_CONFIG_PARAMETER"] in ({"Ref": parameter_id}, "/engagement/dev/config-overrides")
+        assert _granted(resources, handler, "ssm:") == {parameter_id}
+        assert {a for st in _statements(resources, handler) for a in _actions(st) if a.startswith("ssm:")} == {
+            "ssm:GetParameter"
+        }
 
 
 # API
@@ -459,9 +440,9 @@ def test_failure_queue_is_encrypted_tls_only_and_kept_14_days(template: Template
 # Other stages
 
 
-@pytest.fixture(scope="module")
-def prod_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    return _synth(tmp_path_factory.mktemp("cdk.out"), "prod", recalc_schedule="rate(6 hours)")
+@pytest.fixture(scope="session")
+def prod_template(prod_template_file: Path) -> Template:
+    return Template.from_json(json.loads(prod_template_file.read_text()))
 
 
 def test_other_stages_retain_tables_and_read_their_context(prod_template: Template) -> None:
