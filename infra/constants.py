@@ -22,6 +22,13 @@ def config_parameter_name(stage: str) -> str:
 SERVICE_NAME = "engagement"
 LOG_LEVEL = "INFO"
 METRICS_NAMESPACE = "CommunityEngagement"
+
+
+def metrics_namespace(stage: str) -> str:
+    """Custom metrics per stage (`CommunityEngagement/prod`), so dev traffic never trips prod's alarms."""
+    return f"{METRICS_NAMESPACE}/{stage}"
+
+
 # Where the `outbox` CRM provider writes when deployed: /tmp is the only writable path in Lambda.
 LAMBDA_OUTBOX_PATH = "/tmp/engagement-outbox.jsonl"
 

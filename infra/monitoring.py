@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -26,12 +27,12 @@ BAD_SIGNATURES_PER_15_MINUTES = 10
 RECALC_WINDOW_HOURS = 25
 
 
-def _custom(metric_name: str, label: str | None, platform: str | None = None) -> cloudwatch.Metric:
+def _custom(metric_name: str, label: str | None, platform: str | None = None, *, namespace: str) -> cloudwatch.Metric:
     dimensions = {"service": constants.SERVICE_NAME}
     if platform is not None:
         dimensions["platform"] = platform
     return cloudwatch.Metric(
-        namespace=constants.METRICS_NAMESPACE,
+        namespace=namespace,
         metric_name=metric_name,
         dimensions_map=dimensions,
         statistic="Sum",
@@ -56,7 +57,25 @@ class Monitoring(Construct):
         failures: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.namespace = constants.metrics_namespace(config.name)
         self.topic = sns.Topic(self, constants.ALARM_TOPIC_ID, display_name="Engagement alarms", enforce_ssl=True)
+        # enforce_ssl gives the topic a policy of its own (a Deny without TLS), which replaces SNS's default
+        # policy; alarms publish as the CloudWatch service, so it needs an explicit Allow, scoped to this account.
+        stack = Stack.of(self)
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarms",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"
+                    },
+                },
+            )
+        )
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
         self._action = cw_actions.SnsAction(self.topic)
@@ -124,7 +143,7 @@ class Monitoring(Construct):
             self._alarm(
                 f"{platform.capitalize()}BadSignatures",
                 # No label: a labelled metric renders as a metric-math alarm, which reads worse in the console.
-                _custom("BadSignatures", None, platform).with_(period=Duration.minutes(15)),
+                _custom("BadSignatures", None, platform, namespace=self.namespace).with_(period=Duration.minutes(15)),
                 threshold=BAD_SIGNATURES_PER_15_MINUTES,
                 description=f"{platform} deliveries refused for a wrong signature: a secret out of step with the "
                 "platform, or someone probing the webhook URL.",
@@ -168,7 +187,7 @@ class Monitoring(Construct):
     ) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"engagement-{config.name}")
         ingest = [
-            _custom(metric, f"{platform} {label}", platform)
+            _custom(metric, f"{platform} {label}", platform, namespace=self.namespace)
             for platform in webhooks
             for metric, label in (
                 ("ActivitiesStored", "stored"),
@@ -182,7 +201,10 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(title="Ingest by platform", left=ingest, width=12, stacked=False),
             cloudwatch.GraphWidget(
                 title="Scores recalculated and CRM updates",
-                left=[_custom("ScoresRecalculated", "scores recalculated"), _custom("CrmUpdates", "CRM updates")],
+                left=[
+                    _custom("ScoresRecalculated", "scores recalculated", namespace=self.namespace),
+                    _custom("CrmUpdates", "CRM updates", namespace=self.namespace),
+                ],
                 width=12,
             ),
         )
@@ -190,7 +212,7 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Failures",
                 left=[
-                    _custom("CrmFailures", "CRM failures"),
+                    _custom("CrmFailures", "CRM failures", namespace=self.namespace),
                     failures.metric_approximate_number_of_messages_visible(
                         period=FIVE_MINUTES, statistic="Maximum", label="failure queue depth"
                     ),

@@ -227,7 +227,6 @@ class EngagementFunction(Construct):
             environment={
                 "POWERTOOLS_SERVICE_NAME": constants.SERVICE_NAME,
                 "POWERTOOLS_LOG_LEVEL": constants.LOG_LEVEL,
-                "POWERTOOLS_METRICS_NAMESPACE": constants.METRICS_NAMESPACE,
                 **environment,
             },
             log_group=log_group,
@@ -525,7 +524,7 @@ class EngagementStack(Stack):
                 spec.construct_id,
                 spec=spec,
                 assets=assets,
-                environment=environment,
+                environment={"POWERTOOLS_METRICS_NAMESPACE": constants.metrics_namespace(config.name), **environment},
                 removal_policy=removal_policy,
                 retention=retention,
             )
@@ -557,9 +556,15 @@ class EngagementStack(Stack):
             # Identity lookups, conditional puts and the transactional event + member write. TransactWriteItems
             # has no IAM action of its own: each Put/Update inside it is authorized as PutItem/UpdateItem.
             webhook.allow(
-                "ReadWriteItems",
+                "ReadWriteMembers",
                 ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                _table_arns(data, tables.MEMBERS, tables.EVENTS, tables.IDENTITIES),
+                _table_arns(data, tables.MEMBERS),
+            )
+            # Events and identities are only read and conditionally put, never updated in place.
+            webhook.allow(
+                "ReadPutEventsAndIdentities",
+                ["dynamodb:GetItem", "dynamodb:PutItem"],
+                _table_arns(data, tables.EVENTS, tables.IDENTITIES),
             )
             webhook.allow("StoreRawBody", ["dynamodb:BatchWriteItem"], _table_arns(data, tables.RAW))
             webhook.allow("ReadSigningSecret", ["secretsmanager:GetSecretValue"], [secret.secret_arn])
@@ -593,7 +598,8 @@ class EngagementStack(Stack):
                 constants.CRM_SYNC_HANDLER,
                 CRM_SYNC_TIMEOUT,
                 CRM_SYNC_MEMORY_MB,
-                reserved_concurrency=config.crm_sync_concurrency,
+                # 0 opts out (an account whose Lambda quota is 10 cannot reserve any); see docs/deploy.md.
+                reserved_concurrency=config.crm_sync_concurrency or None,
             ),
             crm_env,
         )

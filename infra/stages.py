@@ -90,6 +90,13 @@ def _positive_int(value: Any) -> int:
     return number
 
 
+def _non_negative_int(value: Any) -> int:
+    number = int(value)
+    if number < 0:
+        raise StageConfigError(f"expected 0 or a positive integer, not {value!r}")
+    return number
+
+
 def _crm_provider(value: Any) -> str:
     if value not in CRM_PROVIDERS:
         raise StageConfigError(f"crm_provider must be one of {', '.join(CRM_PROVIDERS)}, not {value!r}")
@@ -104,7 +111,7 @@ OVERRIDES = {
     "log_retention_days": _positive_int,
     "waf": _bool,
     "alarm_email": lambda v: str(v) or None,
-    "crm_sync_concurrency": _positive_int,
+    "crm_sync_concurrency": _non_negative_int,
     "api_gateway_cloudwatch_role": _bool,
 }
 

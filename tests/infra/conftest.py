@@ -26,7 +26,12 @@ if str(PROJECT_ROOT) not in sys.path:
 # fails the fixture. The layer's pip build is skipped (an empty bundling-stacks list); the CLI test covers it.
 BUNDLING_STACKS = "aws:cdk:bundling-stacks"
 PROD_CONTEXT = {"recalc_schedule": "rate(6 hours)", "waf": "true", "alarm_email": "ops@example.com"}
-VARIANT_CONTEXT = {"platforms": "github", "crm_provider": "outbox", "api_gateway_cloudwatch_role": "false"}
+VARIANT_CONTEXT = {
+    "platforms": "github",
+    "crm_provider": "outbox",
+    "api_gateway_cloudwatch_role": "false",
+    "crm_sync_concurrency": "0",
+}
 
 
 def cdk_json_context() -> dict[str, Any]:

@@ -53,7 +53,7 @@ ACTIONS_BY_HANDLER = {
 # The only actions AWS authorizes on Resource "*" alone (no resource-level permissions).
 RESOURCE_WILDCARD_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "dynamodb:ListStreams"}
 
-NAMESPACE = "CommunityEngagement"
+NAMESPACE = "CommunityEngagement/dev"  # custom metrics are per stage
 SIGNATURE_HEADERS = {"github": "X-Hub-Signature-256", "discourse": "X-Discourse-Event-Signature"}
 
 ACKNOWLEDGED_RULES = {
@@ -460,6 +460,11 @@ def test_a_stage_can_enable_platforms_and_choose_the_crm(variant: dict[str, Any]
         for a in _as_list(s["Action"])
     )
     assert not _of_type(variant, "AWS::ApiGateway::Account")
+    # crm_sync_concurrency=0: no reservation, for accounts whose Lambda quota is 10.
+    assert "ReservedConcurrentExecutions" not in _function(variant, CRM_SYNC_HANDLER)
+    assert _function(variant, GITHUB_HANDLER)["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == (
+        "CommunityEngagement/staging"
+    )
     # An unlisted stage starts from prod's settings: it keeps its data.
     assert {r["DeletionPolicy"] for r in _of_type(variant, "AWS::DynamoDB::Table").values()} == {"Retain"}
 
@@ -505,3 +510,30 @@ def test_cfn_lint_is_clean(dev_template_file: Path, prod_template_file: Path, va
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cloudwatch_may_publish_alarms_to_the_topic(dev: dict[str, Any]) -> None:
+    # enforce_ssl replaces SNS's default topic policy; without an Allow, alarm notifications are refused.
+    (policy,) = _of_type(dev, "AWS::SNS::TopicPolicy").values()
+    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    (allow,) = allows
+    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert allow["Action"] == "sns:Publish"
+    assert "aws:SourceAccount" in allow["Condition"]["StringEquals"]
+
+
+def test_webhooks_never_update_events_or_identities(dev: dict[str, Any]) -> None:
+    for handler in (GITHUB_HANDLER, DISCOURSE_HANDLER):
+        for statement in _role_statements(dev, handler):
+            if "dynamodb:UpdateItem" in _as_list(statement["Action"]):
+                resources = json.dumps(statement["Resource"])
+                assert "MembersTable" in resources
+                assert "EventsTable" not in resources and "IdentitiesTable" not in resources
+
+
+def test_functions_emit_metrics_in_their_stages_namespace(dev: dict[str, Any], prod: dict[str, Any]) -> None:
+    for template, stage in ((dev, "dev"), (prod, "prod")):
+        for function in _of_type(template, "AWS::Lambda::Function").values():
+            assert function["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == (
+                f"CommunityEngagement/{stage}"
+            )
