@@ -127,7 +127,7 @@ class HubSpot:
                 "hs_task_body": change.task_body(),
                 "hs_task_status": "NOT_STARTED",
                 "hs_task_priority": "HIGH" if change.tier == "Champion" else "MEDIUM",
-                "hs_task_type": "TODO",
+                "hs_task_type": "TODO",  # HubSpot's enum value for a to-do task, not a marker
             },
             "associations": [
                 {
