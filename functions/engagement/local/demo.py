@@ -69,11 +69,12 @@ def run_demo(console: Console) -> int:
             f"Recalculated: {summary.scanned} members, {summary.written} written, {summary.tier_changes} tier changes."
         )
         rows = view.sorted_rows(ingest.default_dependencies().store.scan_members())
-        console.print(view.as_table(rows, title="Community members"))
         _report_outbox(console, outbox)
         unreachable = [row["name"] for row in rows if not row["email"]]
         if unreachable:
             console.print(f"Not pushed to the CRM (no email address known yet): {', '.join(unreachable)}")
+        # The members table comes last: it is what the run is for.
+        console.print(view.as_table(rows, title="Community members"))
         return 0
     finally:
         server.shutdown()
