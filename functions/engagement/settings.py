@@ -6,6 +6,7 @@ Every name the functions read lives here, so the CDK stack, the local stack and 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from engagement import tables
@@ -14,6 +15,7 @@ from engagement import tables
 GITHUB_WEBHOOK_SECRET = "GITHUB_WEBHOOK_SECRET"
 DISCOURSE_WEBHOOK_SECRET = "DISCOURSE_WEBHOOK_SECRET"
 HUBSPOT_TOKEN = "HUBSPOT_TOKEN"
+SALESFORCE_CREDENTIALS = "SALESFORCE_CREDENTIALS"  # JSON: login_url, client_id, client_secret
 SECRET_ARN_SUFFIX = "_ARN"
 
 HUBSPOT_BASE_URL = "HUBSPOT_BASE_URL"
@@ -30,7 +32,7 @@ DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
 DEFAULT_MAX_BODY_BYTES = 6_000_000
 DEFAULT_RAW_RETENTION_DAYS = 90
 DEFAULT_OUTBOX_PATH = ".engagement/outbox.jsonl"
-CRM_PROVIDERS = ("hubspot", "outbox")
+CRM_PROVIDERS = ("hubspot", "salesforce", "outbox")
 
 
 class SettingsError(ValueError):
@@ -43,6 +45,7 @@ class Settings:
     events_table: str
     identities_table: str
     raw_table: str
+    outcomes_table: str
     max_body_bytes: int
     raw_retention_days: int
     crm_provider: str
@@ -60,6 +63,7 @@ class Settings:
             events_table=env.get(tables.EVENTS.env_var, tables.EVENTS.default_name),
             identities_table=env.get(tables.IDENTITIES.env_var, tables.IDENTITIES.default_name),
             raw_table=env.get(tables.RAW.env_var, tables.RAW.default_name),
+            outcomes_table=env.get(tables.OUTCOMES.env_var, tables.OUTCOMES.default_name),
             max_body_bytes=_positive_int(env, MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES),
             raw_retention_days=_positive_int(env, RAW_RETENTION_DAYS, DEFAULT_RAW_RETENTION_DAYS),
             crm_provider=provider,
@@ -82,4 +86,86 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, not {value}")
+    return value
+
+
+# Salesforce (CRM_PROVIDER=salesforce): everything but the credentials, which are a secret.
+SALESFORCE_API_VERSION = "SALESFORCE_API_VERSION"
+SALESFORCE_OBJECT = "SALESFORCE_OBJECT"
+SALESFORCE_EXTERNAL_ID_FIELD = "SALESFORCE_EXTERNAL_ID_FIELD"
+SALESFORCE_EXTERNAL_ID_SOURCE = "SALESFORCE_EXTERNAL_ID_SOURCE"
+SALESFORCE_DUPLICATE_RULE_HEADER = "SALESFORCE_DUPLICATE_RULE_HEADER"
+SALESFORCE_LEAD_COMPANY = "SALESFORCE_LEAD_COMPANY"
+SALESFORCE_STATUS_FIELD = "SALESFORCE_STATUS_FIELD"
+SALESFORCE_PLAN_FIELD = "SALESFORCE_PLAN_FIELD"
+SALESFORCE_CURRENCY_FIELD = "SALESFORCE_CURRENCY_FIELD"
+SALESFORCE_PULL_INITIAL_DAYS = "SALESFORCE_PULL_INITIAL_DAYS"
+
+DEFAULT_SALESFORCE_API_VERSION = "66.0"
+SALESFORCE_OBJECTS = ("Contact", "Lead")
+SALESFORCE_EXTERNAL_ID_SOURCES = ("member_id", "email")
+# Where the pulled status comes from when not configured: the Contact's Account type ("Customer - Direct", ...)
+# or the Lead's own status ("Working - Contacted", ...), both standard fields.
+DEFAULT_SALESFORCE_STATUS_FIELD = {"Contact": "Account.Type", "Lead": "Status"}
+DEFAULT_SALESFORCE_PULL_INITIAL_DAYS = 30
+_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
+_API_VERSION = re.compile(r"^v?(\d{2,3}\.\d)$")
+_DUPLICATE_RULE_OPTION = r"(allowSave|includeRecordDetails|runAsCurrentUser)=(true|false)"
+_DUPLICATE_RULE_HEADER = re.compile(rf"^{_DUPLICATE_RULE_OPTION}(\s*,\s*{_DUPLICATE_RULE_OPTION})*$")
+
+
+@dataclass(frozen=True)
+class SalesforceSettings:
+    api_version: str  # "66.0"
+    sobject: str  # Contact or Lead
+    external_id_field: str
+    external_id_source: str  # member_id or email
+    duplicate_rule_header: str | None  # the value of Sforce-Duplicate-Rule-Header, e.g. "allowSave=true"
+    lead_company: str
+    status_field: str
+    plan_field: str | None
+    currency_field: str | None
+    pull_initial_days: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> SalesforceSettings:
+        env = dict(os.environ) if env is None else env
+        version = env.get(SALESFORCE_API_VERSION) or DEFAULT_SALESFORCE_API_VERSION
+        matched = _API_VERSION.match(version.strip())
+        if not matched:
+            raise SettingsError(f"{SALESFORCE_API_VERSION} must look like 66.0, not {version!r}")
+        sobject = env.get(SALESFORCE_OBJECT) or "Contact"
+        if sobject not in SALESFORCE_OBJECTS:
+            raise SettingsError(f"{SALESFORCE_OBJECT} must be one of {', '.join(SALESFORCE_OBJECTS)}, not {sobject!r}")
+        source = env.get(SALESFORCE_EXTERNAL_ID_SOURCE) or "member_id"
+        if source not in SALESFORCE_EXTERNAL_ID_SOURCES:
+            raise SettingsError(
+                f"{SALESFORCE_EXTERNAL_ID_SOURCE} must be one of {', '.join(SALESFORCE_EXTERNAL_ID_SOURCES)}, "
+                f"not {source!r}"
+            )
+        header = (env.get(SALESFORCE_DUPLICATE_RULE_HEADER) or "").strip() or None
+        if header and not _DUPLICATE_RULE_HEADER.match(header):
+            raise SettingsError(
+                f"{SALESFORCE_DUPLICATE_RULE_HEADER} must be like 'allowSave=true, includeRecordDetails=true', "
+                f"not {header!r}"
+            )
+        return cls(
+            api_version=matched.group(1),
+            sobject=sobject,
+            external_id_field=_api_name(env, SALESFORCE_EXTERNAL_ID_FIELD, "Community_Member_Id__c"),
+            external_id_source=source,
+            duplicate_rule_header=header,
+            lead_company=env.get(SALESFORCE_LEAD_COMPANY) or "Community",
+            status_field=_api_name(env, SALESFORCE_STATUS_FIELD, DEFAULT_SALESFORCE_STATUS_FIELD[sobject]),
+            plan_field=_api_name(env, SALESFORCE_PLAN_FIELD, "") or None,
+            currency_field=_api_name(env, SALESFORCE_CURRENCY_FIELD, "") or None,
+            pull_initial_days=_positive_int(env, SALESFORCE_PULL_INITIAL_DAYS, DEFAULT_SALESFORCE_PULL_INITIAL_DAYS),
+        )
+
+
+def _api_name(env: dict[str, str], name: str, default: str) -> str:
+    """A Salesforce field API name (optionally one relationship deep, `Account.Type`); it ends up in SOQL."""
+    value = (env.get(name) or default).strip()
+    if value and not _API_NAME.match(value):
+        raise SettingsError(f"{name} must be a Salesforce field API name like Community_Member_Id__c, not {value!r}")
     return value

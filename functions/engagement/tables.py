@@ -63,4 +63,13 @@ RAW = TableSpec(
     ttl_attribute="expires_at",
 )
 
-ALL_TABLES: tuple[TableSpec, ...] = (MEMBERS, EVENTS, IDENTITIES, RAW)
+# What the CRMs report back about members (engagement.domain.outcomes); `#cursor` holds pull high-water marks.
+OUTCOMES = TableSpec(
+    logical_id="OutcomesTable",
+    env_var="OUTCOMES_TABLE",
+    default_name="engagement-outcomes",
+    partition_key="member_id",
+    sort_key="outcome_id",
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (MEMBERS, EVENTS, IDENTITIES, RAW, OUTCOMES)

@@ -32,7 +32,11 @@ class SyncFailed(Exception):
 
 
 def crm_adapter(settings: Settings) -> Any:
-    """The configured CRM: HubSpot with its token, or the local outbox file."""
+    """The configured CRM: HubSpot with its token, Salesforce with its credentials, or the local outbox file."""
+    if settings.crm_provider == "salesforce":
+        from engagement.adapters.salesforce import salesforce_from_env
+
+        return salesforce_from_env()
     if settings.crm_provider == "hubspot":
         from engagement.adapters.hubspot import HubSpot
 

@@ -25,6 +25,7 @@ FUNCTIONS = {
     "discourse-webhook": "engagement.handlers.discourse_webhook",
     "recalc": "engagement.handlers.recalc",
     "crm-sync": "engagement.handlers.crm_sync",
+    "salesforce-pull": "engagement.handlers.salesforce_pull",
 }
 
 

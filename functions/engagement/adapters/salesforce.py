@@ -1,0 +1,427 @@
+"""Salesforce REST over httpx: OAuth client-credentials token, sObject Collections upsert, Tasks, SOQL pages.
+
+Behaviour taken from Salesforce's REST API documentation:
+- The token comes from `POST {My Domain}/services/oauth2/token` (grant_type=client_credentials); its answer has
+  `access_token` and `instance_url` but no lifetime (the org's session timeout decides), so it is cached until a
+  call answers 401 `INVALID_SESSION_ID`, then fetched once more and the call repeated once.
+- `PATCH /services/data/vXX.X/composite/sobjects/{SObject}/{ExternalIdField}` upserts up to 200 records; with
+  `allOrNone: false` it answers 200 with one result per record, in request order, each `success` true or false
+  with `errors[].statusCode` (e.g. `DUPLICATES_DETECTED`). Every item is checked.
+- 429 and 503 (too many requests) and other 5xx are transient and retried with backoff (stamina); 403
+  `REQUEST_LIMIT_EXCEEDED` is the org's API allowance and is not retried within the invocation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import stamina
+
+from engagement.adapters.hubspot import CrmRejected, PushResult, TransientError
+from engagement.domain import salesforce as sf
+from engagement.domain.crm import MemberChange
+from engagement.settings import SALESFORCE_CREDENTIALS, SalesforceSettings
+
+TOKEN_PATH = "/services/oauth2/token"
+DEFAULT_RETRY_SECONDS = 1.0
+MAX_RETRY_AFTER_SECONDS = 20.0
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class SalesforceConfigError(ValueError):
+    """The credentials secret is missing something or is not JSON."""
+
+
+class LimitExceeded(CrmRejected):
+    """403 REQUEST_LIMIT_EXCEEDED: the org's API allowance is used up; retrying now only burns more of it."""
+
+
+class Refused(CrmRejected):
+    """A 4xx for the whole request, with Salesforce's first error code."""
+
+    def __init__(self, message: str, status: int, code: str | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Ambiguous(Exception):
+    """A create whose outcome is unknown (read timeout, 500/502/504): repeating it could make a second record."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    login_url: str  # the org's My Domain URL, e.g. https://acme.my.salesforce.com
+    client_id: str
+    client_secret: str
+
+    @classmethod
+    def from_secret(cls, text: str) -> Credentials:
+        try:
+            values = json.loads(text)
+        except ValueError:
+            raise SalesforceConfigError(
+                "the Salesforce credentials secret must be JSON with login_url, client_id and client_secret"
+            ) from None
+        if not isinstance(values, dict):
+            raise SalesforceConfigError("the Salesforce credentials secret must be a JSON object")
+        missing = [k for k in ("login_url", "client_id", "client_secret") if not str(values.get(k) or "").strip()]
+        if missing:
+            raise SalesforceConfigError(f"the Salesforce credentials secret lacks {', '.join(missing)}")
+        login_url = str(values["login_url"]).strip().rstrip("/")
+        if urlsplit(login_url).scheme != "https" or not urlsplit(login_url).hostname:
+            raise SalesforceConfigError(f"login_url must be an https URL (the org's My Domain), not {login_url!r}")
+        return cls(login_url, str(values["client_id"]).strip(), str(values["client_secret"]).strip())
+
+
+@dataclass(frozen=True)
+class Token:
+    access_token: str
+    instance_url: str
+
+
+def _backoff(error: Exception) -> bool | float:
+    if isinstance(error, TransientError):
+        return error.retry_after if error.retry_after is not None else True
+    return isinstance(error, httpx.TransportError)
+
+
+def _first_error(response: httpx.Response) -> tuple[str | None, str]:
+    """(errorCode, message) of a REST error body `[{"message": ..., "errorCode": ...}]` or an OAuth error."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, response.text[:300]
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return body[0].get("errorCode"), str(body[0].get("message", ""))
+    if isinstance(body, dict) and "error" in body:
+        return str(body["error"]), str(body.get("error_description", ""))
+    return None, response.text[:300]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return min(MAX_RETRY_AFTER_SECONDS, max(0.0, float(value)))
+    except ValueError:
+        return DEFAULT_RETRY_SECONDS
+
+
+class Auth:
+    """The access token, fetched with the client-credentials flow and kept until Salesforce refuses it."""
+
+    def __init__(self, credentials: Credentials, client: httpx.Client) -> None:
+        self.credentials = credentials
+        self.client = client
+        self._token: Token | None = None
+        self.fetches = 0
+
+    def token(self) -> Token:
+        return self._token or self.refresh()
+
+    def refresh(self) -> Token:
+        self._token = None
+        self.fetches += 1
+        response = self.client.post(
+            self.credentials.login_url + TOKEN_PATH,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self.credentials.client_id,
+                "client_secret": self.credentials.client_secret,
+            },
+            headers={"Accept": "application/json"},
+        )
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientError(f"Salesforce's token endpoint answered {response.status_code}", _retry_after(response))
+        if response.status_code != 200:
+            code, message = _first_error(response)
+            # invalid_client / invalid_grant: wrong credentials or the flow is not enabled for the app.
+            raise CrmRejected(f"Salesforce refused the client credentials ({response.status_code} {code}: {message})")
+        body = response.json()
+        if not body.get("access_token") or not body.get("instance_url"):
+            raise CrmRejected("Salesforce's token answer lacks access_token or instance_url")
+        self._token = Token(str(body["access_token"]), str(body["instance_url"]).rstrip("/"))
+        return self._token
+
+
+class Salesforce:
+    def __init__(
+        self,
+        auth: Auth,
+        settings: SalesforceSettings,
+        client: httpx.Client | None = None,
+        attempts: int = 6,
+        today: Callable[[], date] = lambda: datetime.now(UTC).date(),
+    ) -> None:
+        self.auth = auth
+        self.settings = settings
+        self.client = client or auth.client
+        self.attempts = attempts
+        self.today = today
+        self.calls = 0  # REST API calls, each counted against the org's daily allowance (token fetches are not)
+
+    @property
+    def data_path(self) -> str:
+        return f"/services/data/v{self.settings.api_version}"
+
+    # HTTP ------------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, body: Any, params: dict[str, str] | None, *, creates: bool) -> Any:
+        """One call, with one token refresh on INVALID_SESSION_ID; raises by kind of failure."""
+        token = self.auth.token()
+        response = self._http(method, token, path, body, params, creates=creates)
+        if response.status_code == 401 and _first_error(response)[0] == "INVALID_SESSION_ID":
+            response = self._http(method, self.auth.refresh(), path, body, params, creates=creates)
+        status = response.status_code
+        if status == 429 or status == 503 or (status >= 500 and not creates):
+            raise TransientError(f"Salesforce answered {status}: {response.text[:200]}", _retry_after(response))
+        if status >= 500:
+            raise Ambiguous(f"Salesforce answered {status} to a create; not repeated: {response.text[:200]}")
+        if status >= 400:
+            code, message = _first_error(response)
+            if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
+                raise LimitExceeded(f"Salesforce API limit reached (REQUEST_LIMIT_EXCEEDED): {message}")
+            raise Refused(f"Salesforce answered {status} {code}: {message}", status, code)
+        if status == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _http(
+        self, method: str, token: Token, path: str, body: Any, params: dict[str, str] | None, *, creates: bool
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token.access_token}", "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if self.settings.duplicate_rule_header and method in ("PATCH", "POST"):
+            headers["Sforce-Duplicate-Rule-Header"] = self.settings.duplicate_rule_header
+        self.calls += 1
+        try:
+            return self.client.request(
+                method,
+                token.instance_url + path,
+                json=body,
+                params=params,
+                headers=headers,
+                timeout=DEFAULT_TIMEOUT,
+            )
+        except httpx.TransportError as error:
+            # Nothing was sent when connecting failed; a read timeout on a create may have created the record.
+            if creates and not isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+                raise Ambiguous(f"Salesforce did not answer a create in time ({type(error).__name__})") from error
+            raise
+
+    def _call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None, **kw: Any) -> Any:
+        creates = bool(kw.get("creates"))
+        for attempt in stamina.retry_context(on=_backoff, attempts=self.attempts, timeout=60.0, wait_max=10.0):
+            with attempt:
+                return self._send(method, path, body, params, creates=creates)
+        raise AssertionError("unreachable: stamina re-raises the last error")
+
+    # Outbound --------------------------------------------------------------------------------
+
+    def push(self, changes: Sequence[MemberChange]) -> PushResult:
+        """Upsert every change's Contact (or Lead) by the external id, then one Task per tier entry.
+
+        Returns which members landed and why the others did not; a refused or failed call fails
+        only the members it carried.
+        """
+        result = PushResult()
+        calls_before = self.calls
+        record_ids: dict[str, str | None] = {}
+        for start in range(0, len(changes), sf.COLLECTION_LIMIT):
+            record_ids.update(self._upsert_batch(list(changes[start : start + sf.COLLECTION_LIMIT]), result))
+        # Tasks after all upserts, so a push needs one owner query and one create per 200 tasks, not per batch.
+        due = [c for c in changes if c.entered_task_tier and c.member_id in record_ids]
+        task_failures: dict[str, str] = {}
+        for start in range(0, len(due), sf.COLLECTION_LIMIT):
+            task_failures.update(self._create_tasks(due[start : start + sf.COLLECTION_LIMIT], record_ids))
+        for change in changes:
+            if change.member_id not in record_ids:
+                continue
+            if change.member_id in task_failures:
+                result.failed[change.member_id] = (
+                    f"record updated but the task failed: {task_failures[change.member_id]}"
+                )
+            else:
+                result.pushed.add(change.member_id)
+        result.calls = self.calls - calls_before
+        return result
+
+    def _record(self, change: MemberChange) -> dict[str, Any]:
+        s = self.settings
+        return sf.upsert_record(
+            change,
+            sobject=s.sobject,
+            external_id_field=s.external_id_field,
+            external_id_source=s.external_id_source,
+            lead_company=s.lead_company,
+        )
+
+    def _upsert_batch(self, batch: list[MemberChange], result: PushResult) -> dict[str, str | None]:
+        """Member id -> record id for the members saved; failures go into `result.failed`."""
+        s = self.settings
+        path = f"{self.data_path}/composite/sobjects/{s.sobject}/{s.external_id_field}"
+        body = {"allOrNone": False, "records": [self._record(c) for c in batch]}
+        try:
+            answer = self._call("PATCH", path, body)
+        except Refused as refused:
+            if refused.status == 400 and len(batch) > 1:
+                return self._upsert_one_by_one(batch, refused, result)
+            result.failed.update({c.member_id: str(refused) for c in batch})
+            return {}
+        except (TransientError, CrmRejected, Ambiguous, httpx.TransportError) as error:
+            result.failed.update({c.member_id: str(error) or type(error).__name__ for c in batch})
+            return {}
+        if not isinstance(answer, list) or len(answer) != len(batch):
+            reason = "Salesforce's answer did not hold one result per record"
+            result.failed.update({c.member_id: reason for c in batch})
+            return {}
+        saved: dict[str, str | None] = {}
+        for change, item in zip(batch, answer, strict=True):
+            reason = sf.item_failure(item)
+            if reason is None:
+                saved[change.member_id] = str(item["id"])
+            else:
+                if "DUPLICATES_DETECTED" in sf.error_codes(item) and not s.duplicate_rule_header:
+                    reason += (
+                        " (a duplicate rule blocked the save: merge the records in Salesforce, or set "
+                        "SALESFORCE_DUPLICATE_RULE_HEADER=allowSave=true)"
+                    )
+                result.failed[change.member_id] = reason
+        return saved
+
+    def _upsert_one_by_one(
+        self, batch: list[MemberChange], refused: Refused, result: PushResult
+    ) -> dict[str, str | None]:
+        """A collection refused whole (400): each record alone, so one bad record cannot hold back the rest.
+
+        Stops at the first record refused with the collection's own error code: then the request, not a
+        record, is at fault (a missing field, say), and the rest would fail the same way.
+        """
+        s = self.settings
+        saved: dict[str, str | None] = {}
+        for index, change in enumerate(batch):
+            record = self._record(change)
+            value = record.pop(s.external_id_field)
+            record.pop("attributes")
+            try:
+                answer = self._call(
+                    "PATCH", sf.external_id_path(s.api_version, s.sobject, s.external_id_field, value), record
+                )
+            except Refused as alone:
+                result.failed[change.member_id] = str(alone)
+                if alone.code is not None and alone.code == refused.code:
+                    reason = f"{refused} (the same error for a single record; not tried one by one)"
+                    result.failed.update({c.member_id: reason for c in batch[index + 1 :]})
+                    return saved
+                continue
+            except (TransientError, CrmRejected, Ambiguous, httpx.TransportError) as error:
+                result.failed[change.member_id] = str(error) or type(error).__name__
+                continue
+            # 201 (created) and 200 (updated) carry {"id", "success", "created"}; 204 (older versions) has no body.
+            saved[change.member_id] = str(answer["id"]) if isinstance(answer, dict) and answer.get("id") else None
+        return saved
+
+    def _create_tasks(self, due: list[MemberChange], record_ids: dict[str, str | None]) -> dict[str, str]:
+        """One Task per tier entry, owned by the record's owner; returns member id -> why its task failed."""
+        failures: dict[str, str] = {}
+        with_ids = []
+        for change in due:
+            if record_ids.get(change.member_id):
+                with_ids.append(change)
+            else:
+                failures[change.member_id] = "Salesforce did not return the record id the task needs"
+        if not with_ids:
+            return failures
+        ids = [str(record_ids[c.member_id]) for c in with_ids]
+        try:
+            owners = self._owners(ids)
+        except (TransientError, CrmRejected, httpx.TransportError, ValueError) as error:
+            failures.update({c.member_id: f"could not read the record owners: {error}" for c in with_ids})
+            return failures
+        today = self.today()
+        records = [
+            sf.task_record(str(record_ids[c.member_id]), owners.get(str(record_ids[c.member_id])), c, today)
+            for c in with_ids
+        ]
+        try:
+            answer = self._call(
+                "POST", f"{self.data_path}/composite/sobjects", {"allOrNone": False, "records": records}, creates=True
+            )
+        except (TransientError, CrmRejected, Ambiguous, httpx.TransportError) as error:
+            failures.update({c.member_id: str(error) or type(error).__name__ for c in with_ids})
+            return failures
+        if not isinstance(answer, list) or len(answer) != len(with_ids):
+            failures.update(
+                {c.member_id: "Salesforce's task answer did not hold one result per task" for c in with_ids}
+            )
+            return failures
+        for change, item in zip(with_ids, answer, strict=True):
+            reason = sf.item_failure(item)
+            if reason:
+                failures[change.member_id] = reason
+        return failures
+
+    def _owners(self, record_ids: list[str]) -> dict[str, str]:
+        soql = f"SELECT Id, OwnerId FROM {self.settings.sobject} WHERE Id IN {sf.soql_id_list(record_ids)}"
+        return {str(r["Id"]): str(r.get("OwnerId") or "") for r in self.query(soql)}
+
+    # Inbound ---------------------------------------------------------------------------------
+
+    def query(self, soql: str) -> list[dict[str, Any]]:
+        """Every record of a SOQL query, following `nextRecordsUrl` page by page."""
+        records: list[dict[str, Any]] = []
+        for page in self.query_pages(soql):
+            records.extend(page)
+        return records
+
+    def query_pages(self, soql: str) -> Any:
+        answer = self._call("GET", f"{self.data_path}/query", params={"q": soql})
+        while True:
+            if not isinstance(answer, dict) or not isinstance(answer.get("records"), list):
+                raise CrmRejected("Salesforce's query answer has no records list")
+            yield answer["records"]
+            next_url = answer.get("nextRecordsUrl")
+            if answer.get("done", True) or not next_url:
+                return
+            if not str(next_url).startswith("/services/data/"):
+                raise CrmRejected(f"unexpected nextRecordsUrl {next_url!r}")
+            answer = self._call("GET", str(next_url))
+
+    def update(self, records: list[dict[str, Any]]) -> list[Any]:
+        """sObject Collections update (records carry `Id`), 200 per call; returns the per-record results."""
+        results: list[Any] = []
+        for start in range(0, len(records), sf.COLLECTION_LIMIT):
+            chunk = records[start : start + sf.COLLECTION_LIMIT]
+            answer = self._call("PATCH", f"{self.data_path}/composite/sobjects", {"allOrNone": False, "records": chunk})
+            results.extend(answer if isinstance(answer, list) else [None] * len(chunk))
+        return results
+
+
+def from_secret(secret_text: str, settings: SalesforceSettings, client: httpx.Client | None = None) -> Salesforce:
+    http = client or httpx.Client(timeout=DEFAULT_TIMEOUT)
+    return Salesforce(Auth(Credentials.from_secret(secret_text), http), settings, http)
+
+
+def salesforce_from_env() -> Salesforce:
+    """The adapter from SALESFORCE_CREDENTIALS (or its _ARN) and the SALESFORCE_* settings."""
+    from engagement.adapters.secrets import get_secret
+    from engagement.handlers.errors import NotConfigured
+
+    secret = get_secret(SALESFORCE_CREDENTIALS)
+    if not secret:
+        raise NotConfigured(
+            "CRM_PROVIDER is salesforce but no Salesforce credentials are configured (SALESFORCE_CREDENTIALS)"
+        )
+    try:
+        return from_secret(secret, SalesforceSettings.from_env())
+    except SalesforceConfigError as error:
+        raise NotConfigured(str(error)) from error

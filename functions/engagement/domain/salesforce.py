@@ -1,0 +1,252 @@
+"""Salesforce shapes, pure: the records we upsert and create, SOQL we send, and outcomes from what comes back.
+
+No I/O here; `engagement.adapters.salesforce` does the HTTP. Field names are the custom fields an admin
+creates once (README, "Salesforce"): a number, a text, two date/times, and the external id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import quote
+
+from engagement.domain.crm import MemberChange
+from engagement.domain.outcomes import Outcome
+
+CRM = "salesforce"
+SCORE_FIELD = "Community_Score__c"  # Number(16, 2)
+TIER_FIELD = "Community_Tier__c"  # Text(40)
+TIER_CHANGED_AT_FIELD = "Community_Tier_Changed_At__c"  # Date/Time
+LAST_ACTIVITY_AT_FIELD = "Community_Last_Activity_At__c"  # Date/Time
+
+COLLECTION_LIMIT = 200  # sObject Collections take at most 200 records per request
+SUBJECT_LIMIT = 255  # Task.Subject is a 255-character field
+DESCRIPTION_LIMIT = 32_000  # Task.Description is a 32,000-character long text area
+NAME_LIMIT = 80  # Contact/Lead LastName is 80 characters
+_RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
+QUEUE_ID_PREFIX = "00G"  # a Lead may be owned by a queue, which cannot own a Task
+
+
+def external_id(change: MemberChange, source: str) -> str:
+    """The value of the external-id field for this member: its member id, or its normalized email."""
+    return change.member_id if source == "member_id" else change.email.strip().lower()
+
+
+def split_name(name: str, email: str) -> tuple[str | None, str]:
+    """(FirstName, LastName) from a display name; LastName is required, so fall back to the email's local part."""
+    words = name.split()
+    if not words or name.strip().lower() == email.strip().lower():
+        return None, (email.split("@", 1)[0] or email)[:NAME_LIMIT]
+    if len(words) == 1:
+        return None, words[0][:NAME_LIMIT]
+    return " ".join(words[:-1])[:40], words[-1][:NAME_LIMIT]
+
+
+def upsert_record(
+    change: MemberChange, *, sobject: str, external_id_field: str, external_id_source: str, lead_company: str
+) -> dict[str, Any]:
+    """One record of an sObject Collections upsert: type, external id, email, name, and the community fields."""
+    first, last = split_name(change.name, change.email)
+    record: dict[str, Any] = {
+        "attributes": {"type": sobject},
+        external_id_field: external_id(change, external_id_source),
+        "Email": change.email.strip().lower(),
+        "LastName": last,
+        SCORE_FIELD: round(change.score, 2),
+        TIER_FIELD: change.tier,
+    }
+    if first:
+        record["FirstName"] = first
+    if sobject == "Lead":
+        record["Company"] = lead_company  # required on a Lead; Salesforce keeps any value sales has set since
+    props = change.properties()
+    if "community_tier_changed_at" in props:
+        record[TIER_CHANGED_AT_FIELD] = props["community_tier_changed_at"]
+    if "community_last_activity_at" in props:
+        record[LAST_ACTIVITY_AT_FIELD] = props["community_last_activity_at"]
+    return record
+
+
+def item_failure(item: Any) -> str | None:
+    """Why one item of a collection answer failed, or None when it succeeded.
+
+    Salesforce answers 200 for the request and reports each record as `{"success": false, "errors":
+    [{"statusCode": ..., "message": ..., "fields": [...]}]}`; anything not plainly a success is a failure.
+    """
+    if not isinstance(item, dict):
+        return "Salesforce's answer for this record was not an object"
+    if item.get("success") is True and item.get("id"):
+        return None
+    errors = item.get("errors") or []
+    reasons = []
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, dict):
+            code = error.get("statusCode") or error.get("errorCode") or "UNKNOWN"
+            fields = error.get("fields") or []
+            where = f" (fields: {', '.join(map(str, fields))})" if fields else ""
+            reasons.append(f"{code}: {error.get('message', '')}{where}")
+    return "; ".join(reasons) or "Salesforce did not report this record as saved"
+
+
+def error_codes(item: Any) -> set[str]:
+    errors = item.get("errors") if isinstance(item, dict) else None
+    return {str(e.get("statusCode") or e.get("errorCode")) for e in errors or [] if isinstance(e, dict)}
+
+
+def is_record_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(_RECORD_ID.match(value))
+
+
+def task_record(contact_id: str, owner_id: str | None, change: MemberChange, today: date) -> dict[str, Any]:
+    """The Task for a tier entry: on the contact (WhoId), for its owner, saying why."""
+    record: dict[str, Any] = {
+        "attributes": {"type": "Task"},
+        "WhoId": contact_id,
+        "Subject": change.task_subject()[:SUBJECT_LIMIT],
+        "Description": change.task_body()[:DESCRIPTION_LIMIT],
+        "Status": "Not Started",
+        "Priority": "High" if change.tier == "Champion" else "Normal",
+        "ActivityDate": today.isoformat(),
+    }
+    # Without OwnerId the Task belongs to the integration user; a queue-owned Lead keeps that default.
+    if owner_id and not owner_id.startswith(QUEUE_ID_PREFIX):
+        record["OwnerId"] = owner_id
+    return record
+
+
+def external_id_path(api_version: str, sobject: str, field: str, value: str) -> str:
+    """`/services/data/vXX.X/sobjects/{SObject}/{Field}/{value}` with the value percent-encoded.
+
+    An email (`+`, `@`) or any id with `/`, `?`, `#` or `%` would otherwise change the path or be read
+    as a query string; `safe=""` encodes every one of them.
+    """
+    return f"/services/data/v{api_version}/sobjects/{sobject}/{field}/{quote(value, safe='')}"
+
+
+# SOQL ----------------------------------------------------------------------------------------
+
+
+def soql_datetime(moment: datetime) -> str:
+    """A SOQL dateTime literal: unquoted ISO 8601 in UTC with a `Z` (`2026-12-01T12:00:00Z`)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def soql_string(value: str) -> str:
+    """A quoted SOQL string literal, with backslashes and quotes escaped as SOQL requires."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
+    return f"'{escaped}'"
+
+
+def soql_id_list(ids: Iterable[str]) -> str:
+    """`('003...', '003...')` from record ids, refusing anything that is not one (it goes into SOQL)."""
+    checked = []
+    for value in ids:
+        if not is_record_id(value):
+            raise ValueError(f"not a Salesforce record id: {value!r}")
+        checked.append(f"'{value}'")
+    return "(" + ", ".join(checked) + ")"
+
+
+def people_query(sobject: str, fields: Iterable[str], since: datetime) -> str:
+    """Contacts (or Leads) changed since `since`, oldest change first, so a high-water mark can follow."""
+    wanted = ", ".join(dict.fromkeys(["Id", "Email", "LastModifiedDate", *fields]))
+    return (
+        f"SELECT {wanted} FROM {sobject} WHERE LastModifiedDate >= {soql_datetime(since)} "
+        "ORDER BY LastModifiedDate ASC, Id ASC"
+    )
+
+
+def won_opportunities_query(since: datetime, currency_field: str | None) -> str:
+    fields = ["Id", "Amount", "CloseDate", "AccountId", "ContactId", "StageName", "LastModifiedDate"]
+    if currency_field:
+        fields.append(currency_field)
+    return (
+        f"SELECT {', '.join(fields)} FROM Opportunity WHERE IsWon = true "
+        f"AND LastModifiedDate >= {soql_datetime(since)} ORDER BY LastModifiedDate ASC, Id ASC"
+    )
+
+
+def field_value(record: dict[str, Any], path: str) -> Any:
+    """A field of a query record, following one relationship (`Account.Type`): None where any step is null."""
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def salesforce_time(value: Any) -> datetime | None:
+    """Salesforce's dateTime (`2026-12-01T12:00:00.000+0000`) as an aware datetime."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    if re.search(r"[+-]\d{4}$", text):
+        text = text[:-2] + ":" + text[-2:]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def status_outcome(
+    record: dict[str, Any], member_id: str, *, sobject: str, status_field: str, plan_field: str | None
+) -> Outcome:
+    """A Contact's (or Lead's) status, as its member's `status` outcome."""
+    status = field_value(record, status_field)
+    updated = salesforce_time(record.get("LastModifiedDate"))
+    return Outcome(
+        member_id=member_id,
+        crm=CRM,
+        object_type=sobject.lower(),
+        object_id=str(record["Id"]),
+        kind="status",
+        updated_at=iso_utc(updated) if updated else str(record.get("LastModifiedDate")),
+        # A Lead's Status is where it is in the funnel; a Contact's configured field (its Account's Type by
+        # default) says whether the company is a customer.
+        lifecycle_stage=str(status) if status is not None and sobject == "Lead" else None,
+        customer_status=str(status) if status is not None and sobject != "Lead" else None,
+        plan=_text(field_value(record, plan_field)) if plan_field else None,
+        contact_id=str(record["Id"]),
+        company_id=_text(record.get("AccountId")),
+    )
+
+
+def deal_outcome(record: dict[str, Any], member_id: str, contact_id: str | None, currency_field: str | None) -> Outcome:
+    """A closed-won Opportunity, as a `deal` outcome of a member linked through its contact or account."""
+    updated = salesforce_time(record.get("LastModifiedDate"))
+    return Outcome(
+        member_id=member_id,
+        crm=CRM,
+        object_type="opportunity",
+        object_id=str(record["Id"]),
+        kind="deal",
+        updated_at=iso_utc(updated) if updated else str(record.get("LastModifiedDate")),
+        lifecycle_stage=_text(record.get("StageName")),
+        amount=_decimal(record.get("Amount")),
+        currency=_text(field_value(record, currency_field)) if currency_field else None,
+        close_date=_text(record.get("CloseDate")),
+        contact_id=contact_id,
+        company_id=_text(record.get("AccountId")),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value is not None and value != "" else None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
