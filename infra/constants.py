@@ -62,6 +62,7 @@ CRM_SYNC_FAILURES_ID = "CrmSyncFailures"
 MONITORING_ID = "Monitoring"
 ALARM_TOPIC_ID = "AlarmTopic"
 WAF_ID = "WebAcl"
+SALESFORCE_ID = "Salesforce"
 
 # Handlers.
 GITHUB_HANDLER = "engagement.handlers.github_webhook.lambda_handler"

@@ -25,6 +25,8 @@ from engagement.tables import TableSpec
 from infra import constants
 from infra.bundling import PipLayerBundler
 from infra.monitoring import Monitoring
+from infra.salesforce import SECRET_ARN_OUTPUT as SALESFORCE_SECRET_ARN_OUTPUT
+from infra.salesforce import SalesforceCrm
 from infra.stages import StageConfig
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -590,6 +592,8 @@ class EngagementStack(Stack):
         if config.crm_provider == "hubspot":
             crm_env[_arn_var(settings.HUBSPOT_TOKEN)] = secrets.hubspot.secret_arn
             crm_env[settings.HUBSPOT_BASE_URL] = settings.DEFAULT_HUBSPOT_BASE_URL
+        elif config.crm_provider == "salesforce":
+            pass  # infra/salesforce.py adds the credentials secret's ARN and the SALESFORCE_* settings
         else:
             crm_env[settings.OUTBOX_PATH] = constants.LAMBDA_OUTBOX_PATH
         crm_sync = function(
@@ -606,6 +610,23 @@ class EngagementStack(Stack):
         crm_sync.allow("ReadConfigOverrides", ["ssm:GetParameter"], [config_parameter_arn])
         if config.crm_provider == "hubspot":
             crm_sync.allow("ReadCrmToken", ["secretsmanager:GetSecretValue"], [secrets.hubspot.secret_arn])
+
+        salesforce = (
+            SalesforceCrm(
+                self,
+                constants.SALESFORCE_ID,
+                config=config,
+                data=data,
+                crm_sync=crm_sync,
+                make_function=function,
+                function_spec=FunctionSpec,
+                config_parameter_arn=config_parameter_arn,
+                config_env=config_env,
+                removal_policy=removal_policy,
+            )
+            if config.crm_provider == "salesforce"
+            else None
+        )
 
         api_construct = WebhookApi(
             self,
@@ -642,6 +663,10 @@ class EngagementStack(Stack):
                     "AWS documents this managed policy for it, and it is not used by any function.",
                 )
             )
+
+        if salesforce is not None:
+            monitoring.alarms.update(salesforce.alarms(monitoring.topic, monitoring.dashboard, monitoring.namespace))
+            CfnOutput(self, SALESFORCE_SECRET_ARN_OUTPUT, value=salesforce.secret.secret_arn)
 
         CfnOutput(self, constants.API_URL_OUTPUT, value=api.url)
         if constants.GITHUB_PATH in webhooks:

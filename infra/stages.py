@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 PLATFORMS = ("github", "discourse")
-CRM_PROVIDERS = ("hubspot", "outbox")
+CRM_PROVIDERS = ("hubspot", "salesforce", "outbox")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,11 @@ class StageConfig:
     crm_sync_concurrency: int = 2
     # Set false when the account already has an API Gateway CloudWatch role (an account-wide, per-region setting).
     api_gateway_cloudwatch_role: bool = True
+    # Salesforce (crm_provider=salesforce): how often outcomes are pulled, and the SALESFORCE_* settings.
+    salesforce_pull_schedule: str = "rate(15 minutes)"
+    salesforce_object: str = "Contact"
+    salesforce_api_version: str = "66.0"
+    salesforce_duplicate_rule_header: str = ""
 
 
 DEFAULTS = {
@@ -103,6 +108,12 @@ def _crm_provider(value: Any) -> str:
     return str(value)
 
 
+def _salesforce_object(value: Any) -> str:
+    if value not in ("Contact", "Lead"):
+        raise StageConfigError(f"salesforce_object must be Contact or Lead, not {value!r}")
+    return str(value)
+
+
 OVERRIDES = {
     "platforms": _platforms,
     "recalc_schedule": str,
@@ -113,6 +124,10 @@ OVERRIDES = {
     "alarm_email": lambda v: str(v) or None,
     "crm_sync_concurrency": _non_negative_int,
     "api_gateway_cloudwatch_role": _bool,
+    "salesforce_pull_schedule": str,
+    "salesforce_object": _salesforce_object,
+    "salesforce_api_version": str,
+    "salesforce_duplicate_rule_header": str,
 }
 
 
