@@ -124,8 +124,8 @@ def test_settings_refuse_unusable_values():
         Settings.from_env({"MAX_BODY_BYTES": "lots"})
     with pytest.raises(SettingsError, match="RAW_RETENTION_DAYS must be positive"):
         Settings.from_env({"RAW_RETENTION_DAYS": "0"})
-    with pytest.raises(SettingsError, match="CRM_PROVIDER must be one of hubspot, outbox"):
-        Settings.from_env({"CRM_PROVIDER": "salesforce"})
+    with pytest.raises(SettingsError, match="CRM_PROVIDER must be one of hubspot, salesforce, outbox"):
+        Settings.from_env({"CRM_PROVIDER": "pipedrive"})
 
 
 def test_settings_pick_the_crm_from_what_is_configured():
