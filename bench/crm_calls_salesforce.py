@@ -1,15 +1,14 @@
 """Salesforce API calls per 1,000 changed members, counted at the HTTP transport.
 
 1,000 members change (a materialized write each); their stream records go through the CRM sync
-handler (`engagement.handlers.crm_sync.sync`) in batches of the deployed stream batch size (100,
-infra/constants.py) with the real Salesforce adapter over an in-memory transport that answers as
-Salesforce documents (token, sObject Collections upsert and create, SOQL). Every request the adapter
+handler (`engagement.handlers.crm_sync.sync`) in stream batches with the real Salesforce adapter
+over an in-memory transport that answers as Salesforce documents (token, sObject Collections upsert and create, SOQL). Every request the adapter
 sends is counted; the OAuth token request is counted apart (it is not a REST API call and is made
 once per warm function).
 
 Scenarios: the share of members entering a task tier (each needs a Task, which costs one owner
-query and one create call per batch that has any), and the batch size (100 as deployed; 1,000 as
-the adapter's own bound if a whole batch of 1,000 reached it at once). Run by hand:
+query and one create call per batch that has any), and the stream batch size (200 as deployed for
+Salesforce, 100 as for HubSpot, 1,000 as if one push carried all). Run by hand:
 
     .venv/bin/python bench/crm_calls_salesforce.py [--members 1000]
 """
@@ -147,7 +146,7 @@ def main() -> None:
         f"{'stream batch':>12} {'tier entries':>12} {'upsert':>7} {'owner q':>8} {'task':>5} "
         f"{'API calls':>10} {'token':>6}"
     )
-    for batch_size in (100, 1000):
+    for batch_size in (100, 200, 1000):
         for share in (0.0, 0.1, 1.0):
             counts = run(args.members, batch_size, share)
             api = counts["upsert"] + counts["owner query"] + counts["task create"]

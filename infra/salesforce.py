@@ -24,6 +24,9 @@ PULL_FUNCTION_ID = "SalesforcePullFunction"
 PULL_HANDLER = "engagement.handlers.salesforce_pull.lambda_handler"
 PULL_SCHEDULE_ID = "SalesforcePullSchedule"
 SECRET_ARN_OUTPUT = "SalesforceCredentialsSecretArn"
+# Stream records per CRM sync invocation: one sObject Collection holds 200 records, so a full batch is one upsert
+# call (HubSpot's batch limit of 100 sets the default). 200 upserts plus their tasks fit the 2-minute timeout.
+SYNC_BATCH_SIZE = 200
 PULL_MEMORY_MB = 256  # waiting on Salesforce, not CPU; RSS is that of the other functions (~50 MB)
 # Two SOQL queries of a few pages each, plus DynamoDB writes in batches of 25; 5 minutes bounds a first run's
 # 30 days of changes in a large org.

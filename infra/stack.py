@@ -26,6 +26,7 @@ from infra import constants
 from infra.bundling import PipLayerBundler
 from infra.monitoring import Monitoring
 from infra.salesforce import SECRET_ARN_OUTPUT as SALESFORCE_SECRET_ARN_OUTPUT
+from infra.salesforce import SYNC_BATCH_SIZE as SALESFORCE_SYNC_BATCH_SIZE
 from infra.salesforce import SalesforceCrm
 from infra.stages import StageConfig
 
@@ -460,6 +461,7 @@ class CrmSyncStream(Construct):
         members: dynamodb.ITable,
         crm_sync: lambda_.IFunction,
         removal_policy: RemovalPolicy,
+        batch_size: int = constants.CRM_SYNC_BATCH_SIZE,
     ) -> None:
         super().__init__(scope, construct_id)
         self.failures = sqs.Queue(
@@ -481,7 +483,7 @@ class CrmSyncStream(Construct):
             event_sources.DynamoEventSource(
                 members,
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=constants.CRM_SYNC_BATCH_SIZE,
+                batch_size=batch_size,
                 max_batching_window=Duration.seconds(constants.CRM_SYNC_BATCH_WINDOW_SECONDS),
                 report_batch_item_failures=True,
                 retry_attempts=constants.CRM_SYNC_RETRY_ATTEMPTS,
@@ -643,6 +645,7 @@ class EngagementStack(Stack):
             members=data[tables.MEMBERS],
             crm_sync=crm_sync.function,
             removal_policy=removal_policy,
+            batch_size=SALESFORCE_SYNC_BATCH_SIZE if salesforce is not None else constants.CRM_SYNC_BATCH_SIZE,
         )
         monitoring = Monitoring(
             self,

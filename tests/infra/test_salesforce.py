@@ -188,3 +188,15 @@ def test_cfn_lint_is_clean_for_the_salesforce_stage(sf_template_file: Path) -> N
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_stream_batches_fill_one_salesforce_collection(sf: dict[str, Any]) -> None:
+    sync = _function_id(sf, CRM_SYNC_HANDLER)
+    (mapping,) = [
+        r["Properties"]
+        for r in _of_type(sf, "AWS::Lambda::EventSourceMapping").values()
+        if r["Properties"]["FunctionName"] == {"Ref": sync}
+    ]
+
+    assert mapping["BatchSize"] == 200
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

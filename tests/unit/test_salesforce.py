@@ -684,3 +684,13 @@ def test_crm_provider_salesforce_selects_the_adapter(monkeypatch):
         json.dumps({"login_url": INSTANCE, "client_id": "3MVG9-test", "client_secret": "s3cret"}),
     )
     assert isinstance(crm_sync.crm_adapter(settings), Adapter)
+
+
+def test_a_push_stops_retrying_when_its_time_budget_is_spent():
+    fake = FakeSalesforce()
+    adapter = salesforce(fake)
+    moments = iter([0.0, 100.0])  # the push starts, then the first call finds the budget spent
+    adapter.clock = lambda: next(moments)
+    result = adapter.push([change(1)])
+    assert result.failed == {"m0001": "not sent: this push ran out of time for retries (Lambda retries the record)"}
+    assert fake.requests == []

@@ -14,6 +14,7 @@ Behaviour taken from Salesforce's REST API documentation:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -32,6 +33,10 @@ TOKEN_PATH = "/services/oauth2/token"
 DEFAULT_RETRY_SECONDS = 1.0
 MAX_RETRY_AFTER_SECONDS = 20.0
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# Retries of one call stop after this long; a whole push stops retrying after PUSH_BUDGET_SECONDS, so that its
+# members are reported failed (and retried by Lambda) well before the CRM sync's 2-minute timeout.
+CALL_RETRY_SECONDS = 60.0
+PUSH_BUDGET_SECONDS = 90.0
 
 
 class SalesforceConfigError(ValueError):
@@ -167,6 +172,8 @@ class Salesforce:
         self.attempts = attempts
         self.today = today
         self.calls = 0  # REST API calls, each counted against the org's daily allowance (token fetches are not)
+        self.clock = time.monotonic
+        self.deadline: float | None = None  # set for the duration of a push
 
     @property
     def data_path(self) -> str:
@@ -220,7 +227,12 @@ class Salesforce:
 
     def _call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None, **kw: Any) -> Any:
         creates = bool(kw.get("creates"))
-        for attempt in stamina.retry_context(on=_backoff, attempts=self.attempts, timeout=60.0, wait_max=10.0):
+        budget = CALL_RETRY_SECONDS
+        if self.deadline is not None:
+            budget = min(budget, self.deadline - self.clock())
+            if budget <= 0:
+                raise TransientError("not sent: this push ran out of time for retries (Lambda retries the record)")
+        for attempt in stamina.retry_context(on=_backoff, attempts=self.attempts, timeout=budget, wait_max=10.0):
             with attempt:
                 return self._send(method, path, body, params, creates=creates)
         raise AssertionError("unreachable: stamina re-raises the last error")
@@ -235,6 +247,15 @@ class Salesforce:
         """
         result = PushResult()
         calls_before = self.calls
+        self.deadline = self.clock() + PUSH_BUDGET_SECONDS
+        try:
+            self._push(changes, result)
+        finally:
+            self.deadline = None
+        result.calls = self.calls - calls_before
+        return result
+
+    def _push(self, changes: Sequence[MemberChange], result: PushResult) -> None:
         record_ids: dict[str, str | None] = {}
         for start in range(0, len(changes), sf.COLLECTION_LIMIT):
             record_ids.update(self._upsert_batch(list(changes[start : start + sf.COLLECTION_LIMIT]), result))
@@ -252,8 +273,6 @@ class Salesforce:
                 )
             else:
                 result.pushed.add(change.member_id)
-        result.calls = self.calls - calls_before
-        return result
 
     def _record(self, change: MemberChange) -> dict[str, Any]:
         s = self.settings
