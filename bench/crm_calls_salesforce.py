@@ -2,9 +2,9 @@
 
 1,000 members change (a materialized write each); their stream records go through the CRM sync
 handler (`engagement.handlers.crm_sync.sync`) in stream batches with the real Salesforce adapter
-over an in-memory transport that answers as Salesforce documents (token, sObject Collections upsert and create, SOQL). Every request the adapter
-sends is counted; the OAuth token request is counted apart (it is not a REST API call and is made
-once per warm function).
+over an in-memory transport that answers as Salesforce documents (token, sObject Collections upsert
+and create, SOQL). Every request the adapter sends is counted; the OAuth token request is counted
+apart (it is not a REST API call and is made once per warm function).
 
 Scenarios: the share of members entering a task tier (each needs a Task, which costs one owner
 query and one create call per batch that has any), and the stream batch size (200 as deployed for
