@@ -694,3 +694,92 @@ def test_a_push_stops_retrying_when_its_time_budget_is_spent():
     result = adapter.push([change(1)])
     assert result.failed == {"m0001": "not sent: this push ran out of time for retries (Lambda retries the record)"}
     assert fake.requests == []
+
+
+# Set-up check (engagement salesforce check) --------------------------------------------------
+
+
+def describe_field(name: str, field_type: str, external_id: bool = False, updateable: bool = True) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": name.removesuffix("__c").replace("_", " "),
+        "type": field_type,
+        "custom": name.endswith("__c"),
+        "externalId": external_id,
+        "unique": external_id,
+        "updateable": updateable,
+        "createable": updateable,
+        "nillable": True,
+    }
+
+
+def contact_describe(*fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "Contact",
+        "label": "Contact",
+        "createable": True,
+        "updateable": True,
+        "upsertable": True,
+        "queryable": True,
+        "fields": [describe_field("Id", "id", updateable=False), describe_field("Email", "email"), *fields],
+    }
+
+
+READY = (
+    describe_field("Community_Member_Id__c", "string", external_id=True),
+    describe_field("Community_Score__c", "double"),
+    describe_field("Community_Tier__c", "string"),
+    describe_field("Community_Tier_Changed_At__c", "datetime"),
+    describe_field("Community_Last_Activity_At__c", "datetime"),
+)
+
+
+def test_check_passes_for_a_ready_org():
+    from engagement.local.cli_salesforce import check
+
+    fake = FakeSalesforce()
+    fake.script = [httpx.Response(200, json=contact_describe(*READY))]
+    adapter = salesforce(fake)
+    assert check(adapter) == []
+    assert fake.data_requests()[0].url.path == f"{DATA}/sobjects/Contact/describe"
+
+
+def test_check_names_each_problem():
+    from engagement.local.cli_salesforce import check
+
+    fake = FakeSalesforce()
+    fields = (
+        describe_field("Community_Member_Id__c", "string", external_id=False),
+        describe_field("Community_Score__c", "string"),
+        describe_field("Community_Tier__c", "string", updateable=False),
+        describe_field("Community_Tier_Changed_At__c", "datetime"),
+    )
+    fake.script = [httpx.Response(200, json=contact_describe(*fields))]
+    assert check(salesforce(fake)) == [
+        "Contact.Community_Member_Id__c is not marked External ID",
+        "Contact.Community_Score__c is of type string, expected double",
+        "Contact.Community_Tier__c is read-only for the integration user",
+        "Contact.Community_Last_Activity_At__c is missing or not visible to the integration user",
+    ]
+
+
+def test_check_command_without_credentials_exits_2(monkeypatch):
+    from typer.testing import CliRunner
+
+    from engagement.local.cli import app
+
+    monkeypatch.delenv("SALESFORCE_CREDENTIALS", raising=False)
+    monkeypatch.delenv("SALESFORCE_CREDENTIALS_ARN", raising=False)
+    result = CliRunner().invoke(app, ["salesforce", "check"])
+    assert result.exit_code == 2
+    assert "SALESFORCE_CREDENTIALS" in result.output
+
+
+def test_the_stream_handler_logs_each_failed_members_reason(context, caplog):
+    fake = FakeSalesforce()
+    fake.duplicates.add("m0001")
+    with caplog.at_level("WARNING", logger="engagement"):
+        crm_sync.sync(stream_event(2, champions=set()), context, salesforce(fake))
+    (entry,) = [r for r in caplog.records if r.getMessage() == "crm push failures"]
+    assert set(entry.reasons) == {"m0001"}
+    assert entry.reasons["m0001"].startswith("DUPLICATES_DETECTED: Use one of these records?")

@@ -393,6 +393,13 @@ class Salesforce:
         soql = f"SELECT Id, OwnerId FROM {self.settings.sobject} WHERE Id IN {sf.soql_id_list(record_ids)}"
         return {str(r["Id"]): str(r.get("OwnerId") or "") for r in self.query(soql)}
 
+    def describe(self, sobject: str | None = None) -> dict[str, Any]:
+        """`GET /sobjects/{SObject}/describe`: the object's fields as the integration user sees them."""
+        answer = self._call("GET", f"{self.data_path}/sobjects/{sobject or self.settings.sobject}/describe")
+        if not isinstance(answer, dict):
+            raise CrmRejected("Salesforce's describe answer is not an object")
+        return answer
+
     # Inbound ---------------------------------------------------------------------------------
 
     def query(self, soql: str) -> list[dict[str, Any]]:
@@ -438,7 +445,8 @@ def salesforce_from_env() -> Salesforce:
     secret = get_secret(SALESFORCE_CREDENTIALS)
     if not secret:
         raise NotConfigured(
-            "CRM_PROVIDER is salesforce but no Salesforce credentials are configured (SALESFORCE_CREDENTIALS)"
+            "no Salesforce credentials are configured: set SALESFORCE_CREDENTIALS (JSON with login_url, client_id, "
+            "client_secret) or SALESFORCE_CREDENTIALS_ARN"
         )
     try:
         return from_secret(secret, SalesforceSettings.from_env())

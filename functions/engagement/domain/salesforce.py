@@ -250,3 +250,44 @@ def _decimal(value: Any) -> Decimal | None:
         return Decimal(str(value))
     except InvalidOperation:
         return None
+
+
+# Set-up check ----------------------------------------------------------------------------------
+
+# Field API name -> the describe `type`s that can hold it (Salesforce reports Number as "double").
+REQUIRED_FIELDS = {
+    SCORE_FIELD: ("double",),
+    TIER_FIELD: ("string", "picklist"),
+    TIER_CHANGED_AT_FIELD: ("datetime",),
+    LAST_ACTIVITY_AT_FIELD: ("datetime",),
+}
+
+
+def setup_problems(describe: dict[str, Any], external_id_field: str) -> list[str]:
+    """What is missing or wrong in an sObject describe for our upserts; empty when the object is ready.
+
+    The describe lists only fields the integration user can see, and `updateable` says whether it may
+    write them, so a field without field-level access shows as missing or read-only here.
+    """
+    fields = {f.get("name"): f for f in describe.get("fields") or [] if isinstance(f, dict)}
+    sobject = describe.get("name", "the object")
+    problems = []
+    ext = fields.get(external_id_field)
+    if ext is None:
+        problems.append(f"{sobject}.{external_id_field} is missing (Text, External ID, Unique) or not visible")
+    else:
+        if not ext.get("externalId"):
+            problems.append(f"{sobject}.{external_id_field} is not marked External ID")
+        if not ext.get("updateable"):
+            problems.append(f"{sobject}.{external_id_field} is read-only for the integration user")
+    for name, types in REQUIRED_FIELDS.items():
+        field = fields.get(name)
+        if field is None:
+            problems.append(f"{sobject}.{name} is missing or not visible to the integration user")
+        elif field.get("type") not in types:
+            problems.append(f"{sobject}.{name} is of type {field.get('type')}, expected {' or '.join(types)}")
+        elif not field.get("updateable"):
+            problems.append(f"{sobject}.{name} is read-only for the integration user")
+    if describe.get("upsertable") is False or describe.get("createable") is False:
+        problems.append(f"the integration user cannot create or upsert {sobject} records")
+    return problems

@@ -76,6 +76,9 @@ def sync(event: dict[str, Any], context: Any, crm: Any) -> dict[str, Any]:
         )
         metrics.add_metric(name="CrmUpdates", unit="Count", value=len(result.pushed))
         metrics.add_metric(name="CrmFailures", unit="Count", value=len(failed))
+        if failed:
+            # The reason per member (e.g. Salesforce's DUPLICATES_DETECTED), which the failure queue does not carry.
+            logger.warning("crm push failures", extra={"reasons": dict(list(failed.items())[:50])})
 
     def record_handler(record: DynamoDBRecord) -> None:
         keys = (record.raw_event.get("dynamodb") or {}).get("Keys") or {}

@@ -15,10 +15,13 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from engagement.local.cli_salesforce import salesforce_app
+
 app = typer.Typer(help="Community engagement scoring, run locally.", no_args_is_help=True, add_completion=False)
 # Wide enough for the members table when output goes to a file or a CI log.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
+app.add_typer(salesforce_app, name="salesforce")
 
 FUNCTIONS = {
     "github-webhook": "engagement.handlers.github_webhook",
