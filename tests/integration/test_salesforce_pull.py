@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from engagement.adapters.outcomes import OutcomeStore
+from engagement.adapters.pull_cursor import PullCursors
 from engagement.domain.activity import Account
 from engagement.handlers import salesforce_pull
 from engagement.settings import SalesforceSettings
@@ -52,6 +53,10 @@ def opportunity(record_id: str, contact_id: str | None, account: str, amount: fl
         "StageName": "Closed Won",
         "LastModifiedDate": modified,
     }
+
+
+def cursors(deps) -> PullCursors:
+    return PullCursors(deps.store.client, deps.settings.outcomes_table)
 
 
 @pytest.fixture
@@ -113,7 +118,7 @@ def test_outcomes_flow_back_and_link_to_members(deps, members):
     crm = salesforce(fake)
     outcomes = OutcomeStore(deps.settings, deps.store.client)
 
-    summary = salesforce_pull.pull(crm, deps.store, outcomes, SalesforceSettings.from_env({}), NOW)
+    summary = salesforce_pull.pull(crm, deps.store, outcomes, cursors(deps), SalesforceSettings.from_env({}), NOW)
 
     assert summary.since == "2026-11-03T12:00:00Z"  # first run: 30 days back
     assert (summary.people, summary.opportunities, summary.outcomes) == (3, 2, 4)
@@ -132,7 +137,7 @@ def test_outcomes_flow_back_and_link_to_members(deps, members):
         "customer_status": "Customer - Direct",
         "contact_id": C1,
         "company_id": A1,
-        "updated_at": "2026-12-02T08:00:00Z",
+        "updated_at": "2026-12-02T08:00:00.000+00:00",
     }
     deal = ana[f"salesforce:opportunity:{O1}"]
     assert deal["kind"] == "deal"
@@ -170,11 +175,11 @@ def test_the_next_run_starts_at_the_high_water_mark_less_the_overlap(deps, membe
     crm = salesforce(fake)
     outcomes = OutcomeStore(deps.settings, deps.store.client)
     settings = SalesforceSettings.from_env({})
-    salesforce_pull.pull(crm, deps.store, outcomes, settings, NOW)
+    salesforce_pull.pull(crm, deps.store, outcomes, cursors(deps), settings, NOW)
     first_items = {o["outcome_id"]: o for o in outcomes.outcomes_of(members["ana"])}
 
     fake.requests.clear()
-    again = salesforce_pull.pull(crm, deps.store, outcomes, settings, NOW)
+    again = salesforce_pull.pull(crm, deps.store, outcomes, cursors(deps), settings, NOW)
 
     assert again.since == "2026-12-02T09:55:00Z"
     assert "LastModifiedDate >= 2026-12-02T09:55:00Z" in fake.data_requests("GET")[0].url.params["q"]
@@ -190,8 +195,10 @@ def test_a_failed_query_leaves_the_mark_and_the_table_untouched(deps, members):
     fake.script = [None, None, httpx.Response(400, json=[{"errorCode": "INVALID_FIELD", "message": "No such column"}])]
     outcomes = OutcomeStore(deps.settings, deps.store.client)
     with pytest.raises(Exception, match="INVALID_FIELD"):
-        salesforce_pull.pull(salesforce(fake), deps.store, outcomes, SalesforceSettings.from_env({}), NOW)
-    assert outcomes.get_cursor(salesforce_pull.CURSOR) is None
+        salesforce_pull.pull(
+            salesforce(fake), deps.store, outcomes, cursors(deps), SalesforceSettings.from_env({}), NOW
+        )
+    assert cursors(deps).cursor(salesforce_pull.CURSOR) is None
     assert outcomes.outcomes_of(members["ana"]) == []
 
 
@@ -208,7 +215,9 @@ def test_lead_mode_reads_the_lead_status_as_lifecycle_stage(deps, members):
     fake.query_pages = {"FROM Lead WHERE": [{"totalSize": 1, "done": True, "records": [lead]}]}
     outcomes = OutcomeStore(deps.settings, deps.store.client)
     settings = SalesforceSettings.from_env({"SALESFORCE_OBJECT": "Lead"})
-    summary = salesforce_pull.pull(salesforce(fake, SALESFORCE_OBJECT="Lead"), deps.store, outcomes, settings, NOW)
+    summary = salesforce_pull.pull(
+        salesforce(fake, SALESFORCE_OBJECT="Lead"), deps.store, outcomes, cursors(deps), settings, NOW
+    )
     assert summary.outcomes == 1
     (item,) = outcomes.outcomes_of(members["ana"])
     assert item["outcome_id"] == "salesforce:lead:00Qxx0000000401AAA"
@@ -243,3 +252,14 @@ def test_handler_pulls_with_the_configured_adapter(deps, members, context, monke
     monkeypatch.setattr(salesforce_pull, "_crm", salesforce(fake))
     answer = salesforce_pull.lambda_handler(scheduled_event(), context)
     assert (answer["status"], answer["outcomes"], answer["unlinked"]) == ("pulled", 4, 1)
+
+
+def test_a_record_with_an_unusable_value_is_skipped_not_fatal(deps, members):
+    fake = scripted_salesforce(members)
+    fake.query_pages["FROM Opportunity"][0]["records"][0]["LastModifiedDate"] = "yesterday"
+    outcomes = OutcomeStore(deps.settings, deps.store.client)
+    summary = salesforce_pull.pull(
+        salesforce(fake), deps.store, outcomes, cursors(deps), SalesforceSettings.from_env({}), NOW
+    )
+    assert (summary.skipped, summary.outcomes) == (1, 3)
+    assert [o["outcome_id"] for o in outcomes.outcomes_of(members["ana"])] == [f"salesforce:contact:{C1}"]

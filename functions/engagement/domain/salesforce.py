@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
+from engagement.domain import outcomes
 from engagement.domain.crm import MemberChange
 from engagement.domain.outcomes import Outcome
 
@@ -202,14 +202,13 @@ def status_outcome(
 ) -> Outcome:
     """A Contact's (or Lead's) status, as its member's `status` outcome."""
     status = field_value(record, status_field)
-    updated = salesforce_time(record.get("LastModifiedDate"))
     return Outcome(
         member_id=member_id,
         crm=CRM,
         object_type=sobject.lower(),
         object_id=str(record["Id"]),
         kind="status",
-        updated_at=iso_utc(updated) if updated else str(record.get("LastModifiedDate")),
+        updated_at=outcomes.iso_utc(record.get("LastModifiedDate")) or "",
         # A Lead's Status is where it is in the funnel; a Contact's configured field (its Account's Type by
         # default) says whether the company is a customer.
         lifecycle_stage=str(status) if status is not None and sobject == "Lead" else None,
@@ -222,18 +221,17 @@ def status_outcome(
 
 def deal_outcome(record: dict[str, Any], member_id: str, contact_id: str | None, currency_field: str | None) -> Outcome:
     """A closed-won Opportunity, as a `deal` outcome of a member linked through its contact or account."""
-    updated = salesforce_time(record.get("LastModifiedDate"))
     return Outcome(
         member_id=member_id,
         crm=CRM,
         object_type="opportunity",
         object_id=str(record["Id"]),
         kind="deal",
-        updated_at=iso_utc(updated) if updated else str(record.get("LastModifiedDate")),
+        updated_at=outcomes.iso_utc(record.get("LastModifiedDate")) or "",
         lifecycle_stage=_text(record.get("StageName")),
-        amount=_decimal(record.get("Amount")),
+        amount=outcomes.as_decimal(record.get("Amount")),
         currency=_text(field_value(record, currency_field)) if currency_field else None,
-        close_date=_text(record.get("CloseDate")),
+        close_date=outcomes.iso_date(record.get("CloseDate")),
         contact_id=contact_id,
         company_id=_text(record.get("AccountId")),
     )
@@ -241,15 +239,6 @@ def deal_outcome(record: dict[str, Any], member_id: str, contact_id: str | None,
 
 def _text(value: Any) -> str | None:
     return str(value) if value is not None and value != "" else None
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
 
 
 # Set-up check ----------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from engagement.adapters.dynamo import Store
 from engagement.adapters.outcomes import OutcomeStore
+from engagement.adapters.pull_cursor import PullCursors
 from engagement.domain import salesforce as sf
-from engagement.domain.outcomes import Outcome
+from engagement.domain.outcomes import Outcome, OutcomeError
 from engagement.domain.scoring import utc_now
 from engagement.observability import logger, metrics
 from engagement.settings import SALESFORCE_CREDENTIALS, SECRET_ARN_SUFFIX, SalesforceSettings
@@ -45,6 +46,7 @@ class PullSummary:
     linked_by_external_id: int = 0
     linked_by_email: int = 0
     unlinked: int = 0
+    skipped: int = 0
     stamped: int = 0
     high_water_mark: str | None = None
     calls: int = 0
@@ -106,17 +108,30 @@ def _type_of(record: dict[str, Any], default: str) -> str:
     return str(attributes.get("type")) if isinstance(attributes, dict) and attributes.get("type") else default
 
 
-def pull(crm: Any, store: Store, outcomes: OutcomeStore, settings: SalesforceSettings, now: datetime) -> PullSummary:
-    """One pull: query, link, write outcomes, stamp external ids, then advance the high-water mark."""
+def pull(
+    crm: Any, store: Store, outcomes: OutcomeStore, cursors: Any, settings: SalesforceSettings, now: datetime
+) -> PullSummary:
+    """One pull: query, link, write outcomes, stamp external ids, then advance the high-water mark.
+
+    `cursors` keeps the mark: anything with `cursor(name)` and `set_cursor(name, value)`.
+    """
     summary = PullSummary()
     calls_before = crm.calls
-    mark = outcomes.get_cursor(CURSOR)
+    mark = cursors.cursor(CURSOR)
     mark_time = sf.salesforce_time(mark) if mark else None
     since = mark_time - OVERLAP if mark_time else now - timedelta(days=settings.pull_initial_days)
     summary.since = sf.iso_utc(since)
     newest = mark_time
     linker = Linker(store, settings, summary)
     found: list[Outcome] = []
+
+    def keep(build: Any, record: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        """Add the outcome `build(record, ...)` makes; a record with an unusable value is logged and skipped."""
+        try:
+            found.append(build(record, *args, **kwargs))
+        except OutcomeError as error:
+            summary.skipped += 1
+            logger.warning("salesforce record skipped", extra={"record_id": record.get("Id"), "reason": str(error)})
 
     def seen(record: dict[str, Any]) -> None:
         nonlocal newest
@@ -134,14 +149,13 @@ def pull(crm: Any, store: Store, outcomes: OutcomeStore, settings: SalesforceSet
         seen(record)
         member_id = linker.link(record)
         if member_id:
-            found.append(
-                sf.status_outcome(
-                    record,
-                    member_id,
-                    sobject=settings.sobject,
-                    status_field=settings.status_field,
-                    plan_field=settings.plan_field,
-                )
+            keep(
+                sf.status_outcome,
+                record,
+                member_id,
+                sobject=settings.sobject,
+                status_field=settings.status_field,
+                plan_field=settings.plan_field,
             )
 
     opportunities = crm.query(sf.won_opportunities_query(since, settings.currency_field))
@@ -157,7 +171,7 @@ def pull(crm: Any, store: Store, outcomes: OutcomeStore, settings: SalesforceSet
             # No primary contact on the deal (or not one of ours): every member among the account's contacts.
             targets = contacts.get(("account", record.get("AccountId")), [])
         for member_id, linked_contact in targets if isinstance(targets, list) else []:
-            found.append(sf.deal_outcome(record, member_id, linked_contact, settings.currency_field))
+            keep(sf.deal_outcome, record, member_id, linked_contact, settings.currency_field)
 
     summary.outcomes = outcomes.put_outcomes(found)
     if linker.stamps:
@@ -169,7 +183,7 @@ def pull(crm: Any, store: Store, outcomes: OutcomeStore, settings: SalesforceSet
                 logger.warning("external id not stamped", extra={"record_id": stamp["Id"], "reason": reason})
     if newest is not None:
         summary.high_water_mark = sf.iso_utc(newest)
-        outcomes.put_cursor(CURSOR, summary.high_water_mark)
+        cursors.set_cursor(CURSOR, summary.high_water_mark)
     summary.calls = crm.calls - calls_before
     return summary
 
@@ -241,6 +255,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         _crm,
         store,
         OutcomeStore(store.settings, store.client),
+        PullCursors(store.client, store.settings.outcomes_table),
         SalesforceSettings.from_env(),
         utc_now(),
     )
