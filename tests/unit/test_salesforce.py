@@ -783,3 +783,20 @@ def test_the_stream_handler_logs_each_failed_members_reason(context, caplog):
     (entry,) = [r for r in caplog.records if r.getMessage() == "crm push failures"]
     assert set(entry.reasons) == {"m0001"}
     assert entry.reasons["m0001"].startswith("DUPLICATES_DETECTED: Use one of these records?")
+
+
+def test_two_members_with_one_email_as_external_id_send_one_record():
+    fake = FakeSalesforce()
+    email_path = f"{DATA}/composite/sobjects/Contact/Email_Ext__c"
+    fake.script = [
+        httpx.Response(200, json=[{"id": "003xx0000000077AAA", "success": True, "errors": [], "created": True}])
+    ]
+    adapter = salesforce(fake, SALESFORCE_EXTERNAL_ID_FIELD="Email_Ext__c", SALESFORCE_EXTERNAL_ID_SOURCE="email")
+    result = adapter.push([change(1, email="Same@Example.com"), change(2, email="same@example.com ")])
+    assert result.pushed == {"m0001"}
+    assert result.failed == {
+        "m0002": "member m0001 has the same external id (same@example.com); Salesforce keeps one record per id"
+    }
+    (upsert,) = fake.data_requests("PATCH")
+    assert upsert.url.path == email_path
+    assert [r["Email_Ext__c"] for r in json.loads(upsert.content)["records"]] == ["same@example.com"]

@@ -158,6 +158,8 @@ class Auth:
 
 
 class Salesforce:
+    name = "salesforce"  # the CRM's name in sync state and outcome ids
+
     def __init__(
         self,
         auth: Auth,
@@ -256,6 +258,7 @@ class Salesforce:
         return result
 
     def _push(self, changes: Sequence[MemberChange], result: PushResult) -> None:
+        changes = self._one_per_external_id(changes, result)
         record_ids: dict[str, str | None] = {}
         for start in range(0, len(changes), sf.COLLECTION_LIMIT):
             record_ids.update(self._upsert_batch(list(changes[start : start + sf.COLLECTION_LIMIT]), result))
@@ -273,6 +276,28 @@ class Salesforce:
                 )
             else:
                 result.pushed.add(change.member_id)
+                records = getattr(result, "records", None)
+                if isinstance(records, dict) and record_ids[change.member_id]:
+                    records[change.member_id] = str(record_ids[change.member_id])
+
+    def _one_per_external_id(self, changes: Sequence[MemberChange], result: PushResult) -> list[MemberChange]:
+        """Changes with distinct external ids: two records with one id in a collection both fail.
+
+        Only possible with `SALESFORCE_EXTERNAL_ID_SOURCE=email` (two members sharing an address): the first is
+        sent, the others are reported skipped where the result has room for that, else failed, with the reason.
+        """
+        seen: dict[str, str] = {}
+        kept = []
+        for change in changes:
+            value = sf.external_id(change, self.settings.external_id_source)
+            if value in seen:
+                reason = f"member {seen[value]} has the same external id ({value}); Salesforce keeps one record per id"
+                skipped = getattr(result, "skipped", None)
+                (skipped if isinstance(skipped, dict) else result.failed)[change.member_id] = reason
+                continue
+            seen[value] = change.member_id
+            kept.append(change)
+        return kept
 
     def _record(self, change: MemberChange) -> dict[str, Any]:
         s = self.settings
