@@ -468,6 +468,18 @@ def test_persistent_500_fails_the_batch_after_bounded_attempts():
     assert result.calls == 6
 
 
+def test_concurrent_request_limit_is_retried():
+    fake = FakeSalesforce()
+    fake.script = [
+        httpx.Response(
+            403, json=[{"message": "ConcurrentPerOrgLongTxn Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+        )
+    ]
+    result = salesforce(fake).push([change(1)])
+    assert result.pushed == {"m0001"}
+    assert result.calls == 2
+
+
 def test_daily_api_limit_is_not_retried():
     fake = FakeSalesforce()
     fake.script = [

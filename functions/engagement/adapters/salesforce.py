@@ -7,8 +7,9 @@ Behaviour taken from Salesforce's REST API documentation:
 - `PATCH /services/data/vXX.X/composite/sobjects/{SObject}/{ExternalIdField}` upserts up to 200 records; with
   `allOrNone: false` it answers 200 with one result per record, in request order, each `success` true or false
   with `errors[].statusCode` (e.g. `DUPLICATES_DETECTED`). Every item is checked.
-- 429 and 503 (too many requests) and other 5xx are transient and retried with backoff (stamina); 403
-  `REQUEST_LIMIT_EXCEEDED` is the org's API allowance and is not retried within the invocation.
+- 429 and 503 (too many requests) and other 5xx are transient and retried with backoff (stamina), as is 403
+  `REQUEST_LIMIT_EXCEEDED` for concurrent requests; the same code for the org's daily allowance
+  (`TotalRequests Limit exceeded`) is not retried within the invocation.
 """
 
 from __future__ import annotations
@@ -197,7 +198,12 @@ class Salesforce:
         if status >= 400:
             code, message = _first_error(response)
             if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
-                raise LimitExceeded(f"Salesforce API limit reached (REQUEST_LIMIT_EXCEEDED): {message}")
+                if "TotalRequests" in message:  # the org's rolling 24-hour allowance: waiting seconds won't help
+                    raise LimitExceeded(f"Salesforce API limit reached (REQUEST_LIMIT_EXCEEDED): {message}")
+                # e.g. ConcurrentPerOrgLongTxn: too many long requests at once, which clears in seconds.
+                raise TransientError(
+                    f"Salesforce answered 403 REQUEST_LIMIT_EXCEEDED: {message}", _retry_after(response)
+                )
             raise Refused(f"Salesforce answered {status} {code}: {message}", status, code)
         if status == 204 or not response.content:
             return None
