@@ -812,3 +812,60 @@ def test_two_members_with_one_email_as_external_id_send_one_record():
     (upsert,) = fake.data_requests("PATCH")
     assert upsert.url.path == email_path
     assert [r["Email_Ext__c"] for r in json.loads(upsert.content)["records"]] == ["same@example.com"]
+
+
+def test_upsert_body_has_the_documented_shape():
+    """Same envelope as Salesforce's upsert example: allOrNone, records with attributes.type and the external id."""
+    documented = load_sample("salesforce/composite_sobjects.upsert.Account.MyExtId__c.request.json")
+    fake = FakeSalesforce()
+    salesforce(fake).push([change(1), change(2)])
+    sent = json.loads(fake.data_requests("PATCH", UPSERT_PATH)[0].content)
+    assert sent.keys() == documented.keys() == {"allOrNone", "records"}
+    assert sent["allOrNone"] is documented["allOrNone"] is False
+    for ours, theirs in zip(sent["records"], documented["records"], strict=True):
+        assert ours["attributes"].keys() == theirs["attributes"].keys() == {"type"}
+        assert "Community_Member_Id__c" in ours and "MyExtId__c" in theirs
+    assert fake.data_requests("PATCH", UPSERT_PATH)[0].headers["Content-Type"] == "application/json"
+
+
+def test_sample_created_and_updated_answer_marks_both_pushed():
+    answer = load_sample("salesforce/composite_sobjects.upsert.response.200.json")
+    fake = FakeSalesforce()
+    fake.script = [httpx.Response(200, json=answer)]
+    adapter_result = salesforce(fake).push([change(1), change(2)])
+    assert adapter_result.pushed == {"m0001", "m0002"}
+    assert adapter_result.failed == {}
+
+
+def test_query_follows_next_records_url_and_survives_a_token_expiry():
+    fake = FakeSalesforce()
+    first = {
+        "totalSize": 3,
+        "done": False,
+        "nextRecordsUrl": f"{DATA}/query/01gxx000000AbCdAAS-2000",
+        "records": [{"attributes": {"type": "Contact"}, "Id": "003xx0000000001AAA"}] * 2,
+    }
+    last = {"totalSize": 3, "done": True, "records": [{"attributes": {"type": "Contact"}, "Id": "003xx0000000003AAA"}]}
+    fake.query_pages = {"FROM Contact": [first, last]}
+    adapter = salesforce(fake)
+    pages = adapter.query_pages("SELECT Id FROM Contact")
+    assert len(next(pages)) == 2
+    fake.expire_tokens()  # the session ends between pages
+    assert [r["Id"] for r in next(pages)] == ["003xx0000000003AAA"]
+    assert fake.tokens_issued == 2
+    assert [r.url.path for r in fake.data_requests()] == [
+        f"{DATA}/query",
+        f"{DATA}/query/01gxx000000AbCdAAS-2000",
+        f"{DATA}/query/01gxx000000AbCdAAS-2000",
+    ]
+
+
+def test_query_refuses_a_next_records_url_off_the_data_api():
+    from engagement.adapters.hubspot import CrmRejected
+
+    fake = FakeSalesforce()
+    fake.query_pages = {
+        "FROM Contact": [{"totalSize": 2, "done": False, "nextRecordsUrl": "https://evil.example/x", "records": []}]
+    }
+    with pytest.raises(CrmRejected, match="unexpected nextRecordsUrl"):
+        salesforce(fake).query("SELECT Id FROM Contact")
