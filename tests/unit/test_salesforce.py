@@ -870,3 +870,17 @@ def test_query_refuses_a_next_records_url_off_the_data_api():
     }
     with pytest.raises(CrmRejected, match="unexpected nextRecordsUrl"):
         salesforce(fake).query("SELECT Id FROM Contact")
+
+
+def test_a_single_upsert_matching_several_records_is_not_counted_as_saved():
+    fake = FakeSalesforce()
+    fake.script = [
+        httpx.Response(400, json=[{"message": "Cannot deserialize instance", "errorCode": "JSON_PARSER_ERROR"}]),
+        # Salesforce's 300 Multiple Choices: the external id is on two records; the body lists them.
+        httpx.Response(
+            300, json=[f"{DATA}/sobjects/Contact/003xx0000000001AAA", f"{DATA}/sobjects/Contact/003xx0000000002AAA"]
+        ),
+    ]
+    result = salesforce(fake).push([change(1), change(2)])
+    assert result.pushed == {"m0002"}
+    assert result.failed == {"m0001": "Salesforce answered 300: the external id matches more than one record"}

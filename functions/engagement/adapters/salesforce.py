@@ -195,6 +195,9 @@ class Salesforce:
             raise TransientError(f"Salesforce answered {status}: {response.text[:200]}", _retry_after(response))
         if status >= 500:
             raise Ambiguous(f"Salesforce answered {status} to a create; not repeated: {response.text[:200]}")
+        if status == 300:
+            # An upsert by external id that matches several records: nothing was saved.
+            raise Refused("Salesforce answered 300: the external id matches more than one record", 300, "300")
         if status >= 400:
             code, message = _first_error(response)
             if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
