@@ -90,6 +90,12 @@ class Credentials:
 class Token:
     access_token: str
     instance_url: str
+    identity_url: str = ""  # https://login.salesforce.com/id/<org id>/<user id>: the user the token acts as
+
+    @property
+    def user_id(self) -> str | None:
+        last = self.identity_url.rstrip("/").rsplit("/", 1)[-1]
+        return last if sf.is_record_id(last) else None
 
 
 def _backoff(error: Exception) -> bool | float:
@@ -154,7 +160,7 @@ class Auth:
         body = response.json()
         if not body.get("access_token") or not body.get("instance_url"):
             raise CrmRejected("Salesforce's token answer lacks access_token or instance_url")
-        self._token = Token(str(body["access_token"]), str(body["instance_url"]).rstrip("/"))
+        self._token = Token(str(body["access_token"]), str(body["instance_url"]).rstrip("/"), str(body.get("id") or ""))
         return self._token
 
 
@@ -433,6 +439,45 @@ class Salesforce:
         if not isinstance(answer, dict):
             raise CrmRejected("Salesforce's describe answer is not an object")
         return answer
+
+    # Set-up (engagement salesforce setup) -----------------------------------------------------
+
+    def tooling_query(self, soql: str) -> list[dict[str, Any]]:
+        """A Tooling API query (`/tooling/query`), all pages."""
+        records: list[dict[str, Any]] = []
+        answer = self._call("GET", f"{self.data_path}/tooling/query", params={"q": soql})
+        while True:
+            if not isinstance(answer, dict) or not isinstance(answer.get("records"), list):
+                raise CrmRejected("Salesforce's tooling query answer has no records list")
+            records.extend(answer["records"])
+            next_url = answer.get("nextRecordsUrl")
+            if answer.get("done", True) or not next_url or not str(next_url).startswith("/services/data/"):
+                return records
+            answer = self._call("GET", str(next_url))
+
+    def create_custom_field(self, full_name: str, metadata: dict[str, Any]) -> str:
+        """`POST /tooling/sobjects/CustomField`: one field, created synchronously; returns its id."""
+        answer = self._call(
+            "POST",
+            f"{self.data_path}/tooling/sobjects/CustomField",
+            {"FullName": full_name, "Metadata": metadata},
+            creates=True,
+        )
+        reason = sf.item_failure(answer)
+        if reason:
+            raise CrmRejected(f"creating {full_name}: {reason}")
+        return str(answer["id"])
+
+    def create(self, records: list[dict[str, Any]]) -> list[Any]:
+        """sObject Collections create (`POST /composite/sobjects`), 200 per call; the per-record results."""
+        results: list[Any] = []
+        for start in range(0, len(records), sf.COLLECTION_LIMIT):
+            chunk = records[start : start + sf.COLLECTION_LIMIT]
+            answer = self._call(
+                "POST", f"{self.data_path}/composite/sobjects", {"allOrNone": False, "records": chunk}, creates=True
+            )
+            results.extend(answer if isinstance(answer, list) else [None] * len(chunk))
+        return results
 
     # Inbound ---------------------------------------------------------------------------------
 

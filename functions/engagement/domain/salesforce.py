@@ -280,3 +280,51 @@ def setup_problems(describe: dict[str, Any], external_id_field: str) -> list[str
     if describe.get("upsertable") is False or describe.get("createable") is False:
         problems.append(f"the integration user cannot create or upsert {sobject} records")
     return problems
+
+
+PERMISSION_SET = "Community_Engagement_Sync"
+
+
+def field_definitions(sobject: str, external_id_field: str) -> list[tuple[str, dict[str, Any]]]:
+    """(FullName, Tooling API CustomField Metadata) for each field the sync writes, as docs/salesforce.md lists."""
+    what = "Community engagement scoring"
+    return [
+        (
+            f"{sobject}.{external_id_field}",
+            {
+                "label": "Community Member Id",
+                "type": "Text",
+                "length": 64,
+                "externalId": True,
+                "unique": True,
+                "caseSensitive": True,
+                "description": f"{what}: the member this record belongs to (the upsert key).",
+            },
+        ),
+        (
+            f"{sobject}.{SCORE_FIELD}",
+            {
+                "label": "Community Score",
+                "type": "Number",
+                "precision": 16,
+                "scale": 2,
+                "description": f"{what}: score.",
+            },
+        ),
+        (
+            f"{sobject}.{TIER_FIELD}",
+            {"label": "Community Tier", "type": "Text", "length": 40, "description": f"{what}: tier."},
+        ),
+        (
+            f"{sobject}.{TIER_CHANGED_AT_FIELD}",
+            {
+                "label": "Community Tier Changed At",
+                "type": "DateTime",
+                "description": f"{what}: when the tier changed.",
+            },
+        ),
+        (
+            f"{sobject}.{LAST_ACTIVITY_AT_FIELD}",
+            {"label": "Community Last Activity At", "type": "DateTime", "description": f"{what}: last activity."},
+        ),
+    ]
