@@ -86,12 +86,10 @@ class SalesforceCrm(Construct):
                 "alone would break every CRM call.",
             )
         )
-        sf_env = salesforce_env(config)
+        self.env = salesforce_env(config)
+        sf_env = self.env
         secret_var = settings.SALESFORCE_CREDENTIALS + settings.SECRET_ARN_SUFFIX
-
-        for name, value in {secret_var: self.secret.secret_arn, **sf_env}.items():
-            crm_sync.function.add_environment(name, value)
-        crm_sync.allow("ReadSalesforceCredentials", ["secretsmanager:GetSecretValue"], [self.secret.secret_arn])
+        self.connect(crm_sync)
 
         members, identities, outcomes = (data[spec] for spec in (tables.MEMBERS, tables.IDENTITIES, tables.OUTCOMES))
         self.pull = make_function(
@@ -121,6 +119,14 @@ class SalesforceCrm(Construct):
             # One run at a time is plenty; a failed run is retried twice by EventBridge, then the next one catches up.
             targets=[targets.LambdaFunction(self.pull.function, retry_attempts=2, max_event_age=Duration.hours(1))],
         )
+
+    def connect(self, function: Any) -> None:
+        """Let a function that builds the CRM adapter (the CRM sync; any reconcile or replay job) reach Salesforce:
+        the credentials secret's ARN, the SALESFORCE_* settings, and read access to that one secret."""
+        secret_var = settings.SALESFORCE_CREDENTIALS + settings.SECRET_ARN_SUFFIX
+        for name, value in {secret_var: self.secret.secret_arn, **self.env}.items():
+            function.function.add_environment(name, value)
+        function.allow("ReadSalesforceCredentials", ["secretsmanager:GetSecretValue"], [self.secret.secret_arn])
 
     def alarms(self, topic: sns.ITopic, dashboard: cloudwatch.Dashboard, namespace: str) -> dict[str, cloudwatch.Alarm]:
         """Errors and throttles like every function (infra/monitoring.py), on the stack's one alarm topic."""

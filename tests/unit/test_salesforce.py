@@ -808,7 +808,7 @@ def test_two_members_with_one_email_as_external_id_send_one_record():
     assert result.pushed == {"m0001"}
     # Reported as skipped where the sync's PushResult has that field, else as failed.
     assert {**result.failed, **getattr(result, "skipped", {})} == {
-        "m0002": "member m0001 has the same external id (same@example.com); Salesforce keeps one record per id"
+        "m0002": "member m0001 has the same external id; Salesforce keeps one record per id"
     }
     (upsert,) = fake.data_requests("PATCH")
     assert upsert.url.path == email_path

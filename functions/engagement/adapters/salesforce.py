@@ -306,7 +306,8 @@ class Salesforce:
         for change in changes:
             value = sf.external_id(change, self.settings.external_id_source)
             if value in seen:
-                reason = f"member {seen[value]} has the same external id ({value}); Salesforce keeps one record per id"
+                # The value is an email here: named by whose it is, not printed (reasons are logged).
+                reason = f"member {seen[value]} has the same external id; Salesforce keeps one record per id"
                 skipped = getattr(result, "skipped", None)
                 (skipped if isinstance(skipped, dict) else result.failed)[change.member_id] = reason
                 continue
