@@ -95,3 +95,46 @@ def test_250_changes_with_one_duplicate_land_exactly_once(context, sync_deps, ca
     assert crm_sync.sync(event, context, adapter, sync_deps) == {"batchItemFailures": []}
     assert len(fake.requests) == requests_before
     assert len(fake.tasks) == 3
+
+
+def test_through_the_members_stream_the_duplicate_is_parked_and_the_rest_land_once(stack, sync_deps):
+    """250 members written to the table; the local stream pump delivers them in batches of 200 (as deployed for
+    Salesforce) with 2 retries, then parks what still fails in the failure file (the SQS destination's stand-in)."""
+    from decimal import Decimal
+
+    from engagement.adapters.dynamo import to_item
+    from engagement.local.stack import StreamPump, home
+
+    client = boto3.client("dynamodb", endpoint_url=stack.endpoint, region_name="us-east-1")
+    champions = {3, 7, 210}
+    for n in range(250):
+        item = {
+            "member_id": f"m{n:04d}",
+            "name": f"member{n}",
+            "email": f"member{n}@example.com",
+            "score": Decimal("160.0") if n in champions else Decimal("35.0"),
+            "tier": "Champion" if n in champions else "Active",
+            "version": 3,
+            "event_count": 4,
+            "tier_changed_at": "2026-12-01T12:00:00+00:00",
+            "last_activity_at": "2026-11-30T12:00:00+00:00",
+        }
+        client.put_item(TableName="engagement-members", Item=to_item(item))
+    fake = FakeSalesforce()
+    fake.duplicates.add("m0007")
+    adapter = salesforce(fake)
+
+    pump = StreamPump(stack, lambda event, context: crm_sync.sync(event, context, adapter, sync_deps), batch_size=200)
+    assert pump.drain() == 250
+
+    # After its retries the batch is handed on from the failed record, as the event source mapping does (the SQS
+    # destination gets that range): it starts at the duplicate; the records after it had landed already.
+    parked = [json.loads(line)["dynamodb"]["Keys"]["member_id"]["S"] for line in (home() / "failures.jsonl").open()]
+    assert parked == [f"m{n:04d}" for n in range(7, 200)]
+    # First batch: 200 in one call; its two retries send only the duplicate; then the second batch of 50.
+    upserts = fake.data_requests("PATCH", UPSERT_PATH)
+    assert [len(json.loads(r.content)["records"]) for r in upserts] == [200, 1, 1, 50]
+    # One task per champion that landed, never repeated by the retries.
+    assert sorted(t["WhoId"] for t in fake.tasks) == sorted([fake.records["m0003"]["Id"], fake.records["m0210"]["Id"]])
+    states = sync_deps.sync.states("salesforce", MEMBERS)
+    assert {m for m, s in states.items() if s.version == 3} == set(MEMBERS) - {"m0007"}
