@@ -416,7 +416,17 @@ class Salesforce:
             answer = self._call(
                 "POST", f"{self.data_path}/composite/sobjects", {"allOrNone": False, "records": records}, creates=True
             )
-        except (TransientError, CrmRejected, Ambiguous, httpx.TransportError) as error:
+        except Ambiguous as error:
+            # The tasks may exist: at most once, like the sync's task claims. Not failed (a retry would repeat
+            # them); logged for an operator to look at in Salesforce.
+            from engagement.observability import logger
+
+            logger.warning(
+                "salesforce tasks may not exist",
+                extra={"members": [c.member_id for c in with_ids], "reason": str(error)},
+            )
+            return failures
+        except (TransientError, CrmRejected, httpx.TransportError) as error:
             failures.update({c.member_id: str(error) or type(error).__name__ for c in with_ids})
             return failures
         if not isinstance(answer, list) or len(answer) != len(with_ids):
