@@ -71,6 +71,8 @@ class Platform:
     shape: Shaper | None = None
     # Completes an activity from a platform API before it is stored (Slack: the email from users.info).
     enrich: Callable[[Activity, Dependencies], Activity] | None = None
+    # Replaces classify-and-store for deliveries of many items (POST /events, Bevy): gets the verified payload.
+    process: Callable[[WebhookRequest, dict[str, Any], Dependencies], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -125,7 +127,10 @@ def _accept(platform: Platform, request: WebhookRequest, deps: Dependencies) -> 
         if answer is not None:
             logger.info("handshake answered")
             return answer
-    response = _classify_and_store(platform, request, payload, media_type, deps)
+    if platform.process is not None:
+        response = platform.process(request, payload, deps)
+    else:
+        response = _classify_and_store(platform, request, payload, media_type, deps)
     return platform.shape(payload, response) if platform.shape is not None else response
 
 
