@@ -67,7 +67,9 @@ def test_check_ins_map_to_the_two_attendance_actions(bevy_deps):
     results = answer["results"]
     assert [r["status"] for r in results] == ["stored", "stored", "stored", "ignored", "ignored", "ignored"]
     assert [r.get("action") for r in results[:3]] == [
-        "attend_in_person_event", "attend_virtual_event", "attend_virtual_event"
+        "attend_in_person_event",
+        "attend_virtual_event",
+        "attend_virtual_event",
     ]
     assert results[0]["event_id"] == "bevy:event:77:attendee:1"
     assert results[3]["code"] == results[4]["code"] == "not_attended"

@@ -98,8 +98,15 @@ def test_a_mixed_batch_is_answered_item_by_item(events_deps, clock):
     answer = response_json(post(events_deps, body, headers_for(body, clock)))
     statuses = [(r["index"], r["status"]) for r in answer["results"]]
     assert statuses == [
-        (0, "stored"), (1, "duplicate"), (2, "rejected"), (3, "rejected"), (4, "rejected"),
-        (5, "rejected"), (6, "rejected"), (7, "rejected"), (8, "stored"),
+        (0, "stored"),
+        (1, "duplicate"),
+        (2, "rejected"),
+        (3, "rejected"),
+        (4, "rejected"),
+        (5, "rejected"),
+        (6, "rejected"),
+        (7, "rejected"),
+        (8, "stored"),
     ]
     reasons = {r["index"]: r.get("reason", "") for r in answer["results"]}
     assert "action_type must be one of" in reasons[2]

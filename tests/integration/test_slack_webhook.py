@@ -49,8 +49,16 @@ def message(event_id: str, user: str = "U0PRIYA", ts: str = "1796040000.000100",
         "type": "event_callback",
         "event_id": event_id,
         "event_time": 1796040000,
-        "event": {"type": "message", "user": user, "text": "hello", "ts": ts, "channel": CHANNEL,
-                  "channel_type": "channel", "event_ts": ts, **extra},
+        "event": {
+            "type": "message",
+            "user": user,
+            "text": "hello",
+            "ts": ts,
+            "channel": CHANNEL,
+            "channel_type": "channel",
+            "event_ts": ts,
+            **extra,
+        },
     }
 
 
@@ -110,8 +118,9 @@ def test_a_real_bot_thread_reply_yields_nothing(slack_deps, clock):
 
 
 def test_a_deleted_message_withdraws_its_points(slack_deps, clock):
-    reply = message("Ev020", user="U0MARCO", ts="1796040100.000200", thread_ts="1796040000.000100",
-                    parent_user_id="U0PRIYA")
+    reply = message(
+        "Ev020", user="U0MARCO", ts="1796040100.000200", thread_ts="1796040000.000100", parent_user_id="U0PRIYA"
+    )
     stored = response_json(post(slack_deps, clock, reply))
     assert stored["action"] == "answer"
     member_id = stored["member_id"]
@@ -119,10 +128,17 @@ def test_a_deleted_message_withdraws_its_points(slack_deps, clock):
 
     deletion = {
         **message("Ev021"),
-        "event": {"type": "message", "subtype": "message_deleted", "hidden": True, "channel": CHANNEL,
-                  "deleted_ts": "1796040100.000200", "ts": "1796040200.000300", "event_ts": "1796040200.000300",
-                  "previous_message": {"type": "message", "user": "U0MARCO", "ts": "1796040100.000200"},
-                  "channel_type": "channel"},
+        "event": {
+            "type": "message",
+            "subtype": "message_deleted",
+            "hidden": True,
+            "channel": CHANNEL,
+            "deleted_ts": "1796040100.000200",
+            "ts": "1796040200.000300",
+            "event_ts": "1796040200.000300",
+            "previous_message": {"type": "message", "user": "U0MARCO", "ts": "1796040100.000200"},
+            "channel_type": "channel",
+        },
     }
     response = post(slack_deps, clock, deletion)
     answer = response_json(response)
@@ -204,13 +220,22 @@ def users_info_transport(calls: list[str], status: int = 200, retry_after: str |
         calls.append(request.url.params["user"])
         assert request.headers["Authorization"] == "Bearer xoxb-test"
         if status == 429:
-            return httpx.Response(429, headers={"Retry-After": retry_after or "30"},
-                                  json={"ok": False, "error": "ratelimited"})
+            return httpx.Response(
+                429, headers={"Retry-After": retry_after or "30"}, json={"ok": False, "error": "ratelimited"}
+            )
         return httpx.Response(
             200,
-            json={"ok": True, "user": {"id": request.url.params["user"], "team_id": TEAM, "name": "priya",
-                                       "deleted": False, "is_bot": False,
-                                       "profile": {"real_name": "Priya Raman", "email": "Priya.Raman@example.com"}}},
+            json={
+                "ok": True,
+                "user": {
+                    "id": request.url.params["user"],
+                    "team_id": TEAM,
+                    "name": "priya",
+                    "deleted": False,
+                    "is_bot": False,
+                    "profile": {"real_name": "Priya Raman", "email": "Priya.Raman@example.com"},
+                },
+            },
         )
 
     return httpx.MockTransport(handler)

@@ -71,8 +71,11 @@ def test_tampered_vectors_are_refused(mutate, code):
     mutate(data)
     with pytest.raises(SignatureRejected) as refused:
         check_slack(
-            data["signing_secret"], data["X-Slack-Request-Timestamp"], data["X-Slack-Signature"],
-            data["raw_body"].encode(), at,
+            data["signing_secret"],
+            data["X-Slack-Request-Timestamp"],
+            data["X-Slack-Signature"],
+            data["raw_body"].encode(),
+            at,
         )
     assert refused.value.code == code
 
@@ -221,8 +224,14 @@ def base(event: dict, event_id: str = "Ev1") -> dict:
 
 
 def test_thread_replies_in_own_other_and_unknown_threads():
-    reply = {"type": "message", "user": "U1", "ts": "1764590000.000200", "thread_ts": "1764580000.000100",
-             "channel": "C1", "channel_type": "channel"}
+    reply = {
+        "type": "message",
+        "user": "U1",
+        "ts": "1764590000.000200",
+        "thread_ts": "1764580000.000100",
+        "channel": "C1",
+        "channel_type": "channel",
+    }
     assert slack.classify(base({**reply, "parent_user_id": "U2"}), TAXONOMY, LATER).action == "answer"
     own = slack.classify(base({**reply, "parent_user_id": "U1"}), TAXONOMY, LATER)
     assert isinstance(own, Ignored) and own.code == "not_scored"
@@ -234,14 +243,26 @@ def test_thread_replies_in_own_other_and_unknown_threads():
 
 
 def test_a_parent_message_whose_thread_ts_equals_its_ts_is_top_level():
-    parent = {"type": "message", "user": "U1", "ts": "1764580000.000100", "thread_ts": "1764580000.000100",
-              "channel": "C1", "channel_type": "channel"}
+    parent = {
+        "type": "message",
+        "user": "U1",
+        "ts": "1764580000.000100",
+        "thread_ts": "1764580000.000100",
+        "channel": "C1",
+        "channel_type": "channel",
+    }
     assert slack.classify(base(parent), TAXONOMY, LATER).signal == "message.top_level"
 
 
 def test_a_reaction_to_ones_own_message_scores_nothing():
-    event = {"type": "reaction_added", "user": "U1", "item_user": "U1", "reaction": "tada",
-             "item": {"type": "message", "channel": "C1", "ts": "1764580000.000100"}, "event_ts": "1764590000.000300"}
+    event = {
+        "type": "reaction_added",
+        "user": "U1",
+        "item_user": "U1",
+        "reaction": "tada",
+        "item": {"type": "message", "channel": "C1", "ts": "1764580000.000100"},
+        "event_ts": "1764590000.000300",
+    }
     outcome = slack.classify(base(event), TAXONOMY, LATER)
     assert isinstance(outcome, Ignored) and outcome.code == "not_scored"
 

@@ -65,7 +65,9 @@ def classify(groups: Any, taxonomy: Taxonomy, received_at: datetime) -> list[tup
         if not isinstance(data, list):
             raise PayloadShapeError("a Bevy group's data must be a list")
         if group.get("type") != "attendee":
-            outcomes.append((None, Ignored("no_mapping", f"Bevy {group.get('type')!r} data carries no member activity")))
+            outcomes.append(
+                (None, Ignored("no_mapping", f"Bevy {group.get('type')!r} data carries no member activity"))
+            )
             continue
         outcomes.extend((a, _attendee(a, taxonomy, received_at)) for a in data)
     return outcomes

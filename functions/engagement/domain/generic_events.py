@@ -91,8 +91,10 @@ def classify(source: str, item: Any, taxonomy: Taxonomy, received_at: datetime) 
     if not isinstance(metadata, dict):
         return Rejected("metadata must be an object")
 
-    account = Account(PLATFORM, f"{source}/{item['user_id']}", handle=name or item["user_id"], email=email,
-                      display_name=name.strip() if isinstance(name, str) else None)
+    user_id = f"{source}/{item['user_id']}"
+    account = Account(
+        PLATFORM, user_id, handle=user_id, email=email, display_name=name.strip() if isinstance(name, str) else None
+    )
     action = mapping[action_type]
     if action is None:
         return Ignored("not_scored", f"action_type {action_type} maps to no action", account=account)

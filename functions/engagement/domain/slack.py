@@ -89,7 +89,9 @@ def classify(payload: dict[str, Any], taxonomy: Taxonomy, received_at: datetime)
     return Ignored("no_mapping", f"no mapping for slack event {event_type!r}")
 
 
-def _message(team: str, event: dict[str, Any], taxonomy: Taxonomy, received_at: datetime) -> Activity | Ignored | Withdrawal:
+def _message(
+    team: str, event: dict[str, Any], taxonomy: Taxonomy, received_at: datetime
+) -> Activity | Ignored | Withdrawal:
     subtype = event.get("subtype")
     if subtype == "message_changed":
         return Ignored("no_points", "an edited message earns no more points than it did")
@@ -192,7 +194,9 @@ def _join(
     return _activity(str(event.get("type")), key, account, occurred_at, meta, taxonomy)
 
 
-def _account(user: Any, taxonomy: Taxonomy, email: str | None = None, display_name: str | None = None) -> Account | Ignored:
+def _account(
+    user: Any, taxonomy: Taxonomy, email: str | None = None, display_name: str | None = None
+) -> Account | Ignored:
     if not isinstance(user, str) or not user:
         return Ignored("no_user", "the event names no Slack user")
     user_id = identifier(user, "the Slack user id")

@@ -24,7 +24,11 @@ from engagement.settings import DISCORD_PUBLIC_KEY
 def verify(request: WebhookRequest, public_key: str, now: datetime) -> None:
     try:
         check_ed25519(
-            public_key, request.header("X-Signature-Timestamp"), request.header("X-Signature-Ed25519"), request.body, now
+            public_key,
+            request.header("X-Signature-Timestamp"),
+            request.header("X-Signature-Ed25519"),
+            request.body,
+            now,
         )
     except SignatureRejected as error:
         raise Unauthorized(error.code, error.message) from None

@@ -48,7 +48,8 @@ def with_email(activity: Activity, deps: ingest.Dependencies) -> Activity:
     directory = deps.clients.get(DIRECTORY)
     if directory is None:
         token = deps.secret(SLACK_BOT_TOKEN)
-        if not token:
+        # A bot token starts with xoxb-; anything else (the deployed secret's generated placeholder) is "not set".
+        if not token or not token.startswith("xoxb-"):
             return activity
         from engagement.adapters.slack_directory import SlackDirectory  # deferred: httpx only when configured
 
