@@ -170,12 +170,9 @@ def test_a_deleted_message_withdraws_the_key_of_the_message_it_deleted():
     assert outcome.event_id == original.event_id  # the sample deletes the message of messageExample
 
 
-def test_message_replied_credits_the_reply_under_the_replys_own_key():
+def test_message_replied_is_a_notice_the_reply_is_counted_from_its_own_event():
     outcome = classify("docs.message_replied.trailing-comma-removed.json")
-    assert isinstance(outcome, Activity)
-    assert (outcome.signal, outcome.action) == ("message.reply.others", "answer")
-    assert outcome.account.user_id == "U2222222"
-    assert outcome.event_id == "slack:T123ABC456:msg:C123ABC456:1483037603.017503"
+    assert isinstance(outcome, Ignored) and outcome.code == "thread_notice"
 
 
 def test_a_member_joining_the_workspace_is_recorded_with_zero_points():
@@ -196,7 +193,7 @@ def test_a_member_joining_the_workspace_is_recorded_with_zero_points():
         ("java-slack-sdk.MessageChangedPayload.masked.json", ("no_points", None)),
         ("java-slack-sdk.ReactionAddedPayload.masked.json", (None, "react")),
         ("java-slack-sdk.MemberJoinedChannelPayload.masked.json", (None, "join")),
-        ("java-slack-sdk.MessageRepliedPayload.masked.json", ("no_mapping", None)),  # masked: no replies list
+        ("java-slack-sdk.MessageRepliedPayload.masked.json", ("thread_notice", None)),
     ],
 )
 def test_masked_schema_samples_map_once_their_ids_are_filled_in(name, expected):

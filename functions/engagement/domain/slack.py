@@ -3,8 +3,8 @@
 Keys. Slack retries a delivery it got no 2xx for (same `event_id`, with `X-Slack-Retry-Num`), and
 has been seen resending one message under a new `event_id`: a message is therefore keyed by
 what it is, `slack:<team>:msg:<channel>:<ts>`, and every other event by `slack:<team>:event:<event_id>`.
-A thread reply reaching us as a `message_replied` notice is keyed by the reply's own `ts`, so it
-and the reply's own message event count once between them.
+A `message_replied` notice (about a thread's parent) is ignored: the reply arrives as its own
+message event, which is the one that says whether a bot wrote it.
 
 `ts` values ("1664216870.477049") are ids: they are kept as the exact strings Slack sent, in keys
 and metadata, and only turned into a time (exactly, without a float) for `occurred_at`.
@@ -105,7 +105,9 @@ def _message(
             occurred_at=ts_moment(event.get("ts"), received_at),
         )
     if subtype == "message_replied":
-        return _replied_notice(team, event, taxonomy, received_at)
+        # The notice names a reply only as {user, ts}; the reply's own message event also says whether a bot
+        # wrote it, so the reply is credited from that event (same key), never from the notice.
+        return Ignored("thread_notice", "message_replied describes the thread; the reply is counted from its own event")
     if is_bot(event):
         return Ignored("bot", "messages from bots and apps never score")
     if event.get("channel_type") in PRIVATE_CHANNEL_TYPES:
@@ -133,25 +135,6 @@ def _message(
     else:
         signal = "message.top_level"
     return _activity(signal, key, account, ts_moment(ts, received_at), meta, taxonomy)
-
-
-def _replied_notice(team: str, event: dict[str, Any], taxonomy: Taxonomy, received_at: datetime) -> Activity | Ignored:
-    """`message_replied` describes the thread's parent; its newest entry in `replies` is the reply itself."""
-    parent = event.get("message") or {}
-    replies = parent.get("replies") or []
-    if not replies or not isinstance(replies[-1], dict):
-        return Ignored("no_mapping", "message_replied without replies names no reply to credit")
-    if event.get("channel_type") in PRIVATE_CHANNEL_TYPES:
-        return Ignored("private", "direct messages are not community activity")
-    reply = replies[-1]
-    account = _account(reply.get("user"), taxonomy)
-    if isinstance(account, Ignored):
-        return account
-    ts = reply.get("ts")
-    whose = "own" if parent.get("user") == account.user_id else "others"
-    meta = {"team": team, "channel": event.get("channel"), "ts": ts, "thread_ts": parent.get("ts")}
-    key = message_key(team, event.get("channel"), ts)
-    return _activity(f"message.reply.{whose}", key, account, ts_moment(ts, received_at), meta, taxonomy)
 
 
 def _reaction(
