@@ -268,3 +268,28 @@ def test_a_rate_limited_lookup_stores_the_event_and_waits_out_retry_after(slack_
     now[0] += 21
     post(slack_deps, clock, message("Ev062", user="U0LENA", ts="1796040003.000100"))
     assert calls == ["U0PRIYA", "U0LENA"]
+
+
+def test_withdrawing_one_of_two_messages_leaves_exactly_the_others_points(slack_deps, clock):
+    # One day before the fixed clock (2026-12-01T12:00Z): a top-level message (2 points, 30-day half-life)
+    # and an answer in somebody else's thread (10 points, 30-day half-life); then the answer is deleted.
+    day_before = str(int(clock.now.timestamp()) - 86_400)
+    post(slack_deps, clock, message("Ev070", ts=f"{day_before}.000100"))
+    reply = message("Ev071", ts=f"{day_before}.000200", thread_ts="1796000000.000100", parent_user_id="U0MARCO")
+    both = response_json(post(slack_deps, clock, reply))
+    assert both["score"] == pytest.approx(12 * 2 ** (-1 / 30), abs=1e-4)
+    deletion = {
+        **message("Ev072"),
+        "event": {
+            "type": "message",
+            "subtype": "message_deleted",
+            "hidden": True,
+            "channel": CHANNEL,
+            "deleted_ts": f"{day_before}.000200",
+            "ts": f"{day_before}.000900",
+            "channel_type": "channel",
+        },
+    }
+    answer = response_json(post(slack_deps, clock, deletion))
+    assert answer["score"] == pytest.approx(2 * 2 ** (-1 / 30), abs=1e-4)
+    assert slack_deps.store.get_member(both["member_id"])["event_count"] == 1
