@@ -4,7 +4,7 @@ Slack: members join the workspace (`team_join` carries their email, which links 
 account to the member the forum and GitHub already know), a question is asked and retried and
 resent under new event ids (it counts once), a colleague answers in the thread, another reacts,
 a deploy bot posts (never scored), and a message is written and deleted (its points withdrawn).
-The blog's comment/referral script sends one batch to POST /events, one item of it invalid.
+The blog's post/comment/referral script sends one batch to POST /events, one item of it invalid.
 Every person, id and address is invented.
 """
 
@@ -160,12 +160,20 @@ def events_batch(now: datetime) -> dict[str, Any]:
         "events": [
             {
                 "id": "post-2291",
-                "user_id": "aiko",
-                "email": demo_data.AIKO.email,
-                "name": demo_data.AIKO.name,
+                "user_id": "lena",
+                "email": demo_data.LENA.email,
+                "name": demo_data.LENA.name,
                 "action_type": "create_content",
                 "timestamp": at(5),
                 "metadata": {"url": "https://blog.aurora-labs.example/streaming-exports", "title": "Streaming exports"},
+            },
+            {
+                "id": "comment-7731",
+                "user_id": "aiko",
+                "email": demo_data.AIKO.email,
+                "action_type": "comment",
+                "timestamp": at(2),
+                "metadata": {"url": "https://blog.aurora-labs.example/streaming-exports#c7731"},
             },
             {
                 "id": "referral-0417",
@@ -177,8 +185,8 @@ def events_batch(now: datetime) -> dict[str, Any]:
             },
             {
                 "id": "challenge-0009",
-                "user_id": "lena",
-                "email": demo_data.LENA.email,
+                "user_id": "priya",
+                "email": demo_data.PRIYA.email,
                 "action_type": "win_hackathon",
                 "timestamp": at(1),
             },
