@@ -293,3 +293,12 @@ def test_withdrawing_one_of_two_messages_leaves_exactly_the_others_points(slack_
     answer = response_json(post(slack_deps, clock, deletion))
     assert answer["score"] == pytest.approx(2 * 2 ** (-1 / 30), abs=1e-4)
     assert slack_deps.store.get_member(both["member_id"])["event_count"] == 1
+
+
+def test_an_http_api_v2_event_with_a_base64_body_is_verified_on_the_decoded_bytes(slack_deps, clock):
+    from tests.conftest import http_api_event
+
+    body = json.dumps(message("Ev080")).encode()
+    event = http_api_event(body, headers_for(body, clock), path="/webhooks/slack", base64_body=True)
+    response = ingest.handle(slack_webhook.PLATFORM, event, slack_deps)
+    assert response["statusCode"] == 202 and response_json(response)["action"] == "participate"
