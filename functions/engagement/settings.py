@@ -89,9 +89,7 @@ class Settings:
             sync_table=env.get(tables.SYNC.env_var, tables.SYNC.default_name),
             hubspot_calls_per_10s=_positive_int(env, HUBSPOT_CALLS_PER_10S, DEFAULT_HUBSPOT_CALLS_PER_10S),
             hubspot_calls_per_second=_positive_int(env, HUBSPOT_CALLS_PER_SECOND, DEFAULT_HUBSPOT_CALLS_PER_SECOND),
-            hubspot_search_per_second=_positive_int(
-                env, HUBSPOT_SEARCH_PER_SECOND, DEFAULT_HUBSPOT_SEARCH_PER_SECOND
-            ),
+            hubspot_search_per_second=_positive_int(env, HUBSPOT_SEARCH_PER_SECOND, DEFAULT_HUBSPOT_SEARCH_PER_SECOND),
             hubspot_plan_property=env.get(HUBSPOT_PLAN_PROPERTY) or None,
             hubspot_webhook_url=env.get(HUBSPOT_WEBHOOK_URL) or None,
         )
