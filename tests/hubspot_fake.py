@@ -82,6 +82,7 @@ class FakeHubSpot:
         self.deals: dict[str, dict[str, Any]] = {}
         self.deal_contacts: dict[str, list[str]] = {}
         self.properties: set[str] = set()
+        self.searches: list[dict[str, Any]] = []
         self.groups: set[str] = set()
         self.next_id = 1000
 
@@ -111,6 +112,7 @@ class FakeHubSpot:
             "/crm/v3/objects/contacts/search": self._search_contacts,
             "/crm/v3/objects/deals/search": self._search_deals,
             "/crm/v4/associations/deals/contacts/batch/read": self._deal_associations,
+            "/crm/v3/objects/deals/batch/read": self._read_deals,
         }.get(path)
         if handler is None:
             return error_response(404, f"no route {path}", "OBJECT_NOT_FOUND")
@@ -214,6 +216,14 @@ class FakeHubSpot:
         return self._page(rows, body)
 
     def _page(self, rows: list[dict[str, Any]], body: dict[str, Any]) -> httpx.Response:
+        for group in body.get("filterGroups") or []:
+            for f in group["filters"]:
+                name, value = f["propertyName"], f["value"]
+                if f["operator"] == "GTE":
+                    rows = [r for r in rows if _epoch_ms(r["properties"].get(name)) >= int(value)]
+                elif f["operator"] == "EQ":
+                    rows = [r for r in rows if str(r["properties"].get(name)) == value]
+        self.searches.append(body)
         start = int(body.get("after") or 0)
         limit = int(body.get("limit") or 10)
         page = rows[start : start + limit]
@@ -221,6 +231,14 @@ class FakeHubSpot:
         if start + limit < len(rows):
             answer["paging"] = {"next": {"after": str(start + limit), "link": "?after=" + str(start + limit)}}
         return httpx.Response(200, json=answer)
+
+    def _read_deals(self, body: dict[str, Any]) -> httpx.Response:
+        results = [
+            {"id": item["id"], "properties": {p: self.deals[item["id"]].get(p) for p in body.get("properties", [])}}
+            for item in body["inputs"]
+            if item["id"] in self.deals
+        ]
+        return httpx.Response(200, json={"status": "COMPLETE", "results": results, **STAMP})
 
     def _deal_associations(self, body: dict[str, Any]) -> httpx.Response:
         results = []
@@ -243,3 +261,12 @@ class FakeHubSpot:
 
     def paths(self) -> list[str]:
         return [r.url.path for r in self.requests]
+
+
+def _epoch_ms(value: Any) -> int:
+    from datetime import datetime
+
+    if value is None:
+        return 0
+    text = str(value)
+    return int(text) if text.isdigit() else int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)

@@ -289,3 +289,63 @@ def test_sync_state_records_version_tier_and_contact(stack, client, sync_deps, c
     assert items["crm#hubspot"]["record_id"] == fake.contacts["user1@example.com"]["id"]
     assert items["task#hubspot#3"]["status"] == "done"
     assert clock() - timedelta(0) == clock.now
+
+
+class FakeSlack:
+    """A Slack incoming webhook: `ok` with 200, or the scripted answers first."""
+
+    def __init__(self, script: list[httpx.Response] | None = None) -> None:
+        self.script = list(script or [])
+        self.messages: list[dict[str, Any]] = []
+        self.requests = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if self.script:
+            return self.script.pop(0)
+        self.messages.append(json.loads(request.content))
+        return httpx.Response(200, text="ok", headers={"Content-Type": "text/html"})
+
+
+def with_slack(deps, slack: FakeSlack):
+    from engagement.adapters.slack import SlackAlerts
+
+    deps.alerts = SlackAlerts(
+        "https://hooks.slack.test/services/T000/B000/XXXX", client=httpx.Client(transport=httpx.MockTransport(slack))
+    )
+    return deps
+
+
+def test_one_slack_alert_per_tier_entry_with_the_actions_that_earned_it(stack, client, sync_deps):
+    slack = FakeSlack([httpx.Response(429, headers={"Retry-After": "1"}, text="rate_limited")])
+    deps = with_slack(sync_deps, slack)
+    put_members(client, [member_item(1, "Champion", 160.0), member_item(2, "Active", 40.0)])
+    put_event(client, "m001", "e1", "create_content", 25, "2026-11-20T10:00:00+00:00")
+    crm = hubspot(FakeHubSpot())
+    pump(stack, crm, deps).drain()
+    pump(stack, crm, deps).drain()  # redelivered
+    (message,) = slack.messages
+    assert message["text"].startswith("user1 <user1@example.com> is now a *Champion*, score 160.0.")
+    assert "• create external content ×1 (" in message["text"]
+    assert slack.requests == 2  # the 429, then the message
+
+
+def test_a_failed_alert_is_retried_without_a_second_task_and_a_refused_one_does_not_block_the_crm(
+    stack, client, sync_deps, context
+):
+    fake = FakeHubSpot()
+    crm = hubspot(fake)
+    down = [httpx.Response(500, text="internal_error")] * 6  # more than the attempts (stamina testing: 6)
+    deps = with_slack(sync_deps, FakeSlack(down))
+    put_members(client, [member_item(1, "Power User", 90.0)])
+    records = list(StreamPump(stack, lambda e, c: None)._read())
+    first = crm_sync.sync({"Records": records}, context, crm, deps)
+    assert first == {"batchItemFailures": [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]}
+    assert crm_sync.sync({"Records": records}, context, crm, deps) == {"batchItemFailures": []}
+    assert len(fake.tasks) == 1 and len(deps.alerts.client._transport.handler.messages) == 1
+
+    refused = with_slack(sync_deps, FakeSlack([httpx.Response(404, text="channel_not_found")]))
+    put_members(client, [member_item(2, "Power User", 90.0)])
+    records = list(StreamPump(stack, lambda e, c: None)._read())[-1:]
+    assert crm_sync.sync({"Records": records}, context, crm, refused) == {"batchItemFailures": []}
+    assert len(fake.tasks) == 2
