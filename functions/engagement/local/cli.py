@@ -25,6 +25,9 @@ FUNCTIONS = {
     "discourse-webhook": "engagement.handlers.discourse_webhook",
     "recalc": "engagement.handlers.recalc",
     "crm-sync": "engagement.handlers.crm_sync",
+    "crm-reconcile": "engagement.handlers.crm_reconcile",
+    "hubspot-webhook": "engagement.handlers.hubspot_webhook",
+    "hubspot-pull": "engagement.handlers.hubspot_pull",
 }
 
 
@@ -135,7 +138,7 @@ def serve(port: int = typer.Option(8000, help="Port on 127.0.0.1")) -> None:
     threading.Thread(target=pump_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     console.print(f"DynamoDB endpoint: {stack.endpoint} ({'embedded moto' if stack.embedded else 'external'})")
-    console.print(f"Webhooks: {base}/webhooks/github  {base}/webhooks/discourse")
+    console.print(f"Webhooks: {base}/webhooks/github  {base}/webhooks/discourse  {base}/webhooks/hubspot")
     console.print(f"CRM updates go to: {_crm_destination()}")
     console.print(f"Other commands find this stack through {state}. Ctrl-C stops.")
     try:
@@ -229,6 +232,10 @@ def demo() -> None:
     _logs_to_stderr()
     raise typer.Exit(run_demo(console))
 
+
+from engagement.local import cli_crm  # noqa: E402 - registered after the app exists
+
+app.add_typer(cli_crm.app, name="crm")
 
 if __name__ == "__main__":
     app()
