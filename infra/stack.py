@@ -24,6 +24,7 @@ from engagement import settings, tables
 from engagement.tables import TableSpec
 from infra import constants
 from infra.bundling import PipLayerBundler
+from infra.crm import CrmIntegration
 from infra.monitoring import Monitoring
 from infra.stages import StageConfig
 
@@ -642,6 +643,22 @@ class EngagementStack(Stack):
                     "AWS documents this managed policy for it, and it is not used by any function.",
                 )
             )
+
+        CrmIntegration(
+            self,
+            "Crm",
+            crm_provider=config.crm_provider,
+            data=data,
+            make_function=function,
+            function_spec=FunctionSpec,
+            crm_sync=crm_sync,
+            crm_env=crm_env,
+            hubspot_token=secrets.hubspot,
+            config_parameter_arn=config_parameter_arn,
+            api=api,
+            alarm_topic=monitoring.topic,
+            removal_policy=removal_policy,
+        )
 
         CfnOutput(self, constants.API_URL_OUTPUT, value=api.url)
         if constants.GITHUB_PATH in webhooks:

@@ -90,6 +90,10 @@ def default_dependencies() -> SyncDependencies:
     base = ingest.default_dependencies()
     alerts = None
     url = get_secret(SLACK_WEBHOOK_URL)
+    # The deployed secret starts as a generated placeholder: only an https URL is a webhook to call.
+    if url and not url.startswith("https://"):
+        logger.warning("slack alerts off: SLACK_WEBHOOK_URL is not an https URL (still the placeholder?)")
+        url = None
     if url:
         from engagement.adapters.slack import SlackAlerts
 
