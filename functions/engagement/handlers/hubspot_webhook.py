@@ -37,7 +37,7 @@ from engagement.settings import HUBSPOT_CLIENT_SECRET, Settings
 @dataclass
 class WebhookDependencies:
     settings: Settings
-    outcomes: Any  # adapters.hubspot_inbound.HubSpotOutcomes
+    outcomes: Any  # adapters.hubspot_inbound.HubSpotOutcomes; None when no HubSpot token is configured
     secret: Callable[[str], str | None] = get_secret
     now_ms: Callable[[], int] = lambda: int(time.time() * 1000)
 
@@ -49,7 +49,11 @@ def default_dependencies() -> WebhookDependencies:
 
     base = ingest.default_dependencies()
     settings = base.settings
-    hubspot = crm_sync.crm_adapter(replace(settings, crm_provider="hubspot"))
+    try:
+        hubspot = crm_sync.crm_adapter(replace(settings, crm_provider="hubspot"))
+    except NotConfigured:
+        # Answered 500 after the signature check, so a misconfigured stack never looks like a bad sender.
+        return WebhookDependencies(settings=settings, outcomes=None)
     outcomes = HubSpotOutcomes(
         hubspot,
         lambda email: base.store.member_for_key(f"email#{email}"),
@@ -104,6 +108,8 @@ def handle(event: dict[str, Any], deps: WebhookDependencies) -> dict[str, Any]:
             batch = domain.parse_events(json.loads(request.body))
         except (ValueError, domain.EventsError) as error:
             raise BadRequest("invalid_body", str(error)) from None
+        if deps.outcomes is None:
+            raise NotConfigured("no HubSpot token is configured (HUBSPOT_TOKEN): cannot read the objects")
     except WebhookError as error:
         metrics.add_metric(name="HubspotWebhookRefused", unit="Count", value=1)
         return json_response(error.status, {"status": "refused", "error": error.code, "message": error.message})

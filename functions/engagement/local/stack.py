@@ -27,6 +27,7 @@ LOCAL_SECRETS = {
     # The secret the bundled sample events in events/ are signed with; a real secret wins when set.
     "GITHUB_WEBHOOK_SECRET": "engagement-local-secret",
     "DISCOURSE_WEBHOOK_SECRET": "engagement-local-secret",
+    "HUBSPOT_CLIENT_SECRET": "engagement-local-secret",
 }
 AWS_DEFAULTS = {
     "AWS_DEFAULT_REGION": "us-east-1",
