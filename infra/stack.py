@@ -45,7 +45,7 @@ def _attribute(name: str, type_code: str = "S") -> dynamodb.Attribute:
 
 
 class Tables(Construct):
-    """The four tables of engagement.tables, built from their specs."""
+    """The tables of engagement.tables, built from their specs."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy, deletion_protection: bool
