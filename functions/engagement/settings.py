@@ -16,6 +16,12 @@ DISCOURSE_WEBHOOK_SECRET = "DISCOURSE_WEBHOOK_SECRET"
 HUBSPOT_TOKEN = "HUBSPOT_TOKEN"
 HUBSPOT_CLIENT_SECRET = "HUBSPOT_CLIENT_SECRET"  # the app's client secret: signs webhook deliveries (v3)
 SLACK_WEBHOOK_URL = "SLACK_WEBHOOK_URL"  # an incoming webhook URL is itself a credential
+SLACK_SIGNING_SECRET = "SLACK_SIGNING_SECRET"
+SLACK_BOT_TOKEN = "SLACK_BOT_TOKEN"  # optional: with it, users.info supplies Slack members' emails
+DISCORD_PUBLIC_KEY = "DISCORD_PUBLIC_KEY"  # the application's Ed25519 public key (hex), kept like a secret
+BEVY_WEBHOOK_SECRET = "BEVY_WEBHOOK_SECRET"
+# JSON object of source name -> Standard Webhooks secret (`whsec_...`) for POST /events.
+EVENTS_SOURCE_SECRETS = "EVENTS_SOURCE_SECRETS"
 SECRET_ARN_SUFFIX = "_ARN"
 
 HUBSPOT_BASE_URL = "HUBSPOT_BASE_URL"
