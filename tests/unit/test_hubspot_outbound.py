@@ -191,3 +191,18 @@ def test_setup_stops_on_a_refusal_other_than_409():
     )
     with pytest.raises(CrmRejected):
         hubspot(fake).setup_properties()
+
+
+def test_tasks_count_as_created_when_hubspot_echoes_no_trace_ids():
+    answer = httpx.Response(
+        201,
+        json={
+            "status": "COMPLETE",
+            "results": [{"id": "9001", "properties": {"hs_task_subject": "Community Power User: user 1"}}],
+            "startedAt": "2026-12-01T12:00:00.000Z",
+            "completedAt": "2026-12-01T12:00:00.100Z",
+        },
+    )
+    fake = FakeHubSpot(faults={2: answer})
+    result = hubspot(fake).push([change(1, tier="Power User", score=85.0, entered=True)])
+    assert result.pushed == {"m1"} and not result.failed

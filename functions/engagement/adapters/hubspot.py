@@ -139,7 +139,9 @@ class HubSpot:
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None, search: bool = False) -> Any:
         """One HubSpot call, limited and retried on 429/5xx/network errors; raises CrmRejected on other 4xx."""
-        for attempt in stamina.retry_context(on=_backoff, attempts=self.attempts, timeout=60.0, wait_max=10.0):
+        # 30 s of retrying per call: a stream batch makes at most three calls (upsert, owners, tasks), which keeps
+        # the worst case inside the CRM sync's 2-minute timeout, so a 429 storm fails records instead of timing out.
+        for attempt in stamina.retry_context(on=_backoff, attempts=self.attempts, timeout=30.0, wait_max=10.0):
             with attempt:
                 if search:
                     self.search_limiter.acquire()
@@ -269,6 +271,11 @@ class HubSpot:
                 result.failed[change.member_id] = f"contact updated but the task failed: {error}"
             return
         created = _record_ids(answer)
+        results = answer.get("results") or []
+        if not created and not answer.get("errors") and len(results) == len(batch):
+            # No trace ids echoed: a complete answer with one result per input means every task exists. Counting
+            # them failed would release their claims and create them twice on the retry.
+            created = {c.member_id: str(r.get("id")) for c, r in zip(batch, results, strict=True)}
         reasons = _error_reasons(answer)
         for change in batch:
             if change.member_id not in created:
