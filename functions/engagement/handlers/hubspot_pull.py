@@ -25,8 +25,11 @@ def pull(outcomes: Any, sync: Any) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     from engagement.adapters.sync_state import SyncStore
     from engagement.handlers import hubspot_webhook
+    from engagement.handlers.errors import NotConfigured
 
     deps = hubspot_webhook.default_dependencies()
+    if deps.outcomes is None:
+        raise NotConfigured("no HubSpot token is configured (HUBSPOT_TOKEN): nothing to pull from")
     sync = SyncStore(deps.settings, deps.outcomes.outcomes.client)
     result = pull(deps.outcomes, sync)
     logger.info("hubspot outcomes pulled", extra={**result, "scheduled_time": (event or {}).get("time")})
