@@ -81,6 +81,8 @@ class FakeHubSpot:
         self.tasks: list[dict[str, Any]] = []
         self.deals: dict[str, dict[str, Any]] = {}
         self.deal_contacts: dict[str, list[str]] = {}
+        self.deal_companies: dict[str, list[str]] = {}
+        self.company_contacts: dict[str, list[str]] = {}
         self.properties: set[str] = set()
         self.searches: list[dict[str, Any]] = []
         self.groups: set[str] = set()
@@ -111,7 +113,14 @@ class FakeHubSpot:
             "/crm/v3/properties/contacts": self._create_property,
             "/crm/v3/objects/contacts/search": self._search_contacts,
             "/crm/v3/objects/deals/search": self._search_deals,
-            "/crm/v4/associations/deals/contacts/batch/read": self._deal_associations,
+            # HubSpot-defined association type ids: deal->contact 3, deal->company 341, company->contact 280.
+            "/crm/v4/associations/deals/contacts/batch/read": lambda b: self._associations(b, self.deal_contacts, 3),
+            "/crm/v4/associations/deals/companies/batch/read": lambda b: self._associations(
+                b, self.deal_companies, 341
+            ),
+            "/crm/v4/associations/companies/contacts/batch/read": lambda b: self._associations(
+                b, self.company_contacts, 280
+            ),
             "/crm/v3/objects/deals/batch/read": self._read_deals,
         }.get(path)
         if handler is None:
@@ -240,15 +249,15 @@ class FakeHubSpot:
         ]
         return httpx.Response(200, json={"status": "COMPLETE", "results": results, **STAMP})
 
-    def _deal_associations(self, body: dict[str, Any]) -> httpx.Response:
+    def _associations(self, body: dict[str, Any], links: dict[str, list[str]], type_id: int) -> httpx.Response:
         results = []
         for item in body["inputs"]:
             to = [
                 {
                     "toObjectId": int(c),
-                    "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 3, "label": None}],
+                    "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}],
                 }
-                for c in self.deal_contacts.get(item["id"], [])
+                for c in links.get(item["id"], [])
             ]
             if to:
                 results.append({"from": {"id": item["id"]}, "to": to})

@@ -281,3 +281,44 @@ def test_scheduled_pull_stores_outcomes_within_the_search_limit_and_keeps_cursor
         outcomes.pull(sync, None)
     assert fake.searches[0]["filterGroups"][0]["filters"][-1]["value"] == "1796122860000"
     assert len(fake.searches) == 20 and time.now - start >= (20 - 4) / 4
+
+
+def test_a_deal_won_by_a_members_company_reaches_the_member(world):
+    fake = world["fake"]
+    fake.contacts["bo@example.com"] = {
+        "id": "503",
+        "properties": {
+            "email": "bo@example.com",
+            "lifecyclestage": "customer",
+            "lastmodifieddate": "2026-12-01T09:00:00Z",
+        },
+    }
+    fake.deals["7002"] = {
+        "amount": "4000",
+        "closedate": "2026-11-30T15:00:00Z",
+        "deal_currency_code": "USD",
+        "dealstage": "closedwon",
+        "hs_is_closed_won": "true",
+        "hs_lastmodifieddate": "2026-12-01T11:45:00.000Z",
+    }
+    fake.deal_companies["7002"] = ["9100"]  # no contact on the deal itself
+    fake.company_contacts["9100"] = ["503"]
+    body = json.dumps(
+        [hubspot_event("deal.propertyChange", 7002, 9, propertyName="dealstage", propertyValue="closedwon")]
+    ).encode()
+    response = hubspot_webhook.handle(event_for(body, signed(body)), world["deps"])
+    assert response["statusCode"] == 200, response["body"]
+    assert world["store"].outcomes_of("m-bo") == [
+        {
+            "member_id": "m-bo",
+            "outcome_id": "hubspot:deal:7002",
+            "crm": "hubspot",
+            "kind": "deal",
+            "amount": Decimal("4000"),
+            "currency": "USD",
+            "close_date": "2026-11-30",
+            "contact_id": "503",
+            "company_id": "9100",
+            "updated_at": "2026-12-01T11:45:00.000+00:00",
+        }
+    ]

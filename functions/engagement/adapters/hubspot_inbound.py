@@ -65,15 +65,31 @@ class HubSpotOutcomes:
             found.extend(answer.get("results") or [])
         return found
 
-    def deal_contacts(self, deal_ids: list[str]) -> dict[str, list[str]]:
-        contacts: dict[str, list[str]] = {}
-        for batch in domain.chunks(deal_ids):
+    def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
+        """Associated object ids (v4 batch read, 100 per call), e.g. deals -> contacts."""
+        linked: dict[str, list[str]] = {}
+        for batch in domain.chunks(ids):
             answer = self.hubspot.request(
-                "POST", "/crm/v4/associations/deals/contacts/batch/read", {"inputs": [{"id": i} for i in batch]}
+                "POST", f"/crm/v4/associations/{from_type}/{to_type}/batch/read", {"inputs": [{"id": i} for i in batch]}
             )
             for row in answer.get("results") or []:
-                contacts[str(row["from"]["id"])] = [str(to["toObjectId"]) for to in row.get("to") or []]
-        return contacts
+                linked[str(row["from"]["id"])] = [str(to["toObjectId"]) for to in row.get("to") or []]
+        return linked
+
+    def deal_contacts(self, deal_ids: list[str]) -> dict[str, list[tuple[str, str | None]]]:
+        """Per deal, the contacts it reaches: its own contacts, and the contacts of its companies (with the company)."""
+        direct = self.associations("deals", "contacts", deal_ids)
+        companies = self.associations("deals", "companies", deal_ids)
+        company_ids = sorted({c for ids in companies.values() for c in ids})
+        people = self.associations("companies", "contacts", company_ids) if company_ids else {}
+        reach: dict[str, list[tuple[str, str | None]]] = {}
+        for deal_id in deal_ids:
+            pairs = [(contact, None) for contact in direct.get(deal_id, [])]
+            for company in companies.get(deal_id, []):
+                pairs.extend((contact, company) for contact in people.get(company, []))
+            seen: set[str] = set()
+            reach[deal_id] = [p for p in pairs if not (p[0] in seen or seen.add(p[0]))]
+        return reach
 
     def search(
         self, object_type: str, filters: list[dict[str, Any]], properties: list[str], modified: str, since: int
@@ -130,7 +146,7 @@ class HubSpotOutcomes:
         won = [d for d in deals if domain.is_closed_won(d)]
         if won:
             links = self.deal_contacts([str(d["id"]) for d in won])
-            missing = sorted({c for ids in links.values() for c in ids} - set(by_id))
+            missing = sorted({c for pairs in links.values() for c, _ in pairs} - set(by_id))
             for contact in self.read("contacts", missing, self.contact_properties):
                 by_id[str(contact["id"])] = contact
                 email = domain.normalized_email((contact.get("properties") or {}).get("email"))
@@ -138,9 +154,9 @@ class HubSpotOutcomes:
                 if member_id:
                     members[str(contact["id"])] = member_id
             for deal in won:
-                for contact_id in links.get(str(deal["id"]), []):
+                for contact_id, company_id in links.get(str(deal["id"]), []):
                     if contact_id in members:
-                        outcome = domain.deal_outcome(members[contact_id], deal, by_id[contact_id])
+                        outcome = domain.deal_outcome(members[contact_id], deal, by_id[contact_id], company_id)
                         if outcome:
                             outcomes.append(outcome)
         summary.members.update(o.member_id for o in outcomes)

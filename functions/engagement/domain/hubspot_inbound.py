@@ -157,8 +157,10 @@ def is_closed_won(deal: dict[str, Any]) -> bool:
     return str(props.get("hs_is_closed_won") or "").lower() == "true" or props.get("dealstage") == "closedwon"
 
 
-def deal_outcome(member_id: str, deal: dict[str, Any], contact: dict[str, Any]) -> Outcome | None:
-    """A closed-won deal of a member's contact (amount, currency, close date) as a deal outcome."""
+def deal_outcome(
+    member_id: str, deal: dict[str, Any], contact: dict[str, Any], company_id: str | None = None
+) -> Outcome | None:
+    """A closed-won deal of a member's contact, or of its company (`company_id`), as a deal outcome."""
     props = deal.get("properties") or {}
     updated = iso_utc(props.get("hs_lastmodifieddate") or deal.get("updatedAt"))
     if not updated or not is_closed_won(deal):
@@ -174,7 +176,7 @@ def deal_outcome(member_id: str, deal: dict[str, Any], contact: dict[str, Any]) 
         currency=props.get("deal_currency_code") or None,
         close_date=iso_date(props.get("closedate")),
         contact_id=str(contact["id"]),
-        company_id=(contact.get("properties") or {}).get("associatedcompanyid") or None,
+        company_id=company_id or (contact.get("properties") or {}).get("associatedcompanyid") or None,
     )
 
 
