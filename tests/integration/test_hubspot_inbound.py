@@ -322,3 +322,29 @@ def test_a_deal_won_by_a_members_company_reaches_the_member(world):
             "updated_at": "2026-12-01T11:45:00.000+00:00",
         }
     ]
+
+
+def test_http_api_v2_events_are_verified_over_their_raw_path(world):
+    from tests.conftest import http_api_event
+
+    body = json.dumps([hubspot_event("contact.creation", 501, 1)]).encode()
+    event = http_api_event(body, signed(body), path="/dev/webhooks/hubspot")
+    event["requestContext"]["domainName"] = "abc123.execute-api.us-east-1.amazonaws.com"
+    response = hubspot_webhook.handle(event, world["deps"])
+    assert response["statusCode"] == 200, response["body"]
+
+
+def test_the_pull_requeries_from_the_newest_time_seen_past_the_search_cap(world, monkeypatch):
+    from engagement.adapters import hubspot_inbound
+
+    world["fake"].contacts["cy@example.net"] = {
+        "id": "504",
+        "properties": {"email": "cy@example.net", "lastmodifieddate": "2026-12-01T11:02:00.000Z"},
+    }
+    monkeypatch.setattr(hubspot_inbound, "SEARCH_PAGE", 1)
+    monkeypatch.setattr(hubspot_inbound, "SEARCH_RESULT_CAP", 2)  # HubSpot's is 10,000: two pages here
+    rows = list(world["deps"].outcomes.search("contacts", [], ["email"], "lastmodifieddate", 0))
+    # 501 (11:00), 502 (11:01), then the cap: a new query from 11:01 (inclusive) gives 502 again and 504 (11:02).
+    assert [r["id"] for r in rows] == ["501", "502", "502", "504"]
+    starts = [s["filterGroups"][0]["filters"][-1]["value"] for s in world["fake"].searches]
+    assert starts == ["0", "0", "1796122860000", "1796122860000"]

@@ -94,7 +94,12 @@ class HubSpotOutcomes:
     def search(
         self, object_type: str, filters: list[dict[str, Any]], properties: list[str], modified: str, since: int
     ) -> Iterator[dict[str, Any]]:
-        """Every object matching `filters` modified at or after `since` (ms), oldest first, within the 10,000 cap."""
+        """Every object matching `filters` modified at or after `since` (ms), oldest first.
+
+        Past HubSpot's 10,000-result cap the query starts again from the newest modification time seen
+        (inclusive, so a few objects come twice; their writes are newer-wins). Known gap: more than 10,000
+        objects modified in one millisecond would stop the walk there.
+        """
         while True:
             after: str | None = None
             seen = 0
