@@ -177,23 +177,23 @@ def deliver(changes: list[MemberChange], crm: Any, deps: SyncDependencies) -> De
             deps.sync.complete(member_id, claim, now, records.get(member_id))
             delivery.tasks += 1
         if member_id in entries and deps.alerts is not None and member_id not in skipped:
-            problem = _alert_once(change, deps, now)
+            sent, problem = _alert_once(change, deps, now)
             if problem:
                 delivery.failed[member_id] = problem
                 continue
-            delivery.alerts += 1
+            delivery.alerts += sent
         deps.sync.mark_synced(name, member_id, change.version, change.tier, records.get(member_id), now)
         delivery.pushed.add(member_id)
     return delivery
 
 
-def _alert_once(change: MemberChange, deps: SyncDependencies, now: datetime) -> str | None:
-    """Send the tier-entry alert unless it was sent before; a reason when it must be retried."""
+def _alert_once(change: MemberChange, deps: SyncDependencies, now: datetime) -> tuple[bool, str | None]:
+    """Send the tier-entry alert unless it was sent before: (sent now, a reason when it must be retried)."""
     from engagement.adapters.slack import AlertRejected
 
     key = f"alert#{deps.alerts.name}#{change.version}"
     if not deps.sync.claim(change.member_id, key, now):
-        return None
+        return False, None
     try:
         deps.alerts.send(change)
     except AlertRejected as error:
@@ -202,12 +202,12 @@ def _alert_once(change: MemberChange, deps: SyncDependencies, now: datetime) -> 
         logger.error("alert refused", extra={"member_id": change.member_id, "reason": str(error)})
         metrics.add_metric(name="AlertsRefused", unit="Count", value=1)
         deps.sync.complete(change.member_id, key, now, f"refused: {error}")
-        return None
+        return False, None
     except Exception as error:
         deps.sync.release(change.member_id, key)
-        return f"alert failed and will be retried: {error}"
+        return False, f"alert failed and will be retried: {error}"
     deps.sync.complete(change.member_id, key, now)
-    return None
+    return True, None
 
 
 def _image(record: dict[str, Any], name: str) -> dict[str, Any] | None:
