@@ -91,24 +91,26 @@ class SalesforceCrm(Construct):
         secret_var = settings.SALESFORCE_CREDENTIALS + settings.SECRET_ARN_SUFFIX
         self.connect(crm_sync)
 
-        members, identities, outcomes = (data[spec] for spec in (tables.MEMBERS, tables.IDENTITIES, tables.OUTCOMES))
+        members, identities, outcomes, sync = (
+            data[spec] for spec in (tables.MEMBERS, tables.IDENTITIES, tables.OUTCOMES, tables.SYNC)
+        )
         self.pull = make_function(
             function_spec(PULL_FUNCTION_ID, PULL_HANDLER, PULL_TIMEOUT, PULL_MEMORY_MB),
             {
                 tables.MEMBERS.env_var: members.table_name,
                 tables.IDENTITIES.env_var: identities.table_name,
                 tables.OUTCOMES.env_var: outcomes.table_name,
+                tables.SYNC.env_var: sync.table_name,
                 **config_env,
                 secret_var: self.secret.secret_arn,
                 **sf_env,
             },
         )
-        # Linking reads a member (by the external id) or an email identity; outcomes and the high-water mark are
-        # written in batches and read back (the mark) by key. Nothing is updated in place or deleted.
+        # Linking reads a member (by the external id) or an email identity; outcomes are conditional puts (newer
+        # wins); the high-water mark is one sync-state item (member `#pull`), read and put by key.
         self.pull.allow("LinkMembers", ["dynamodb:GetItem"], [members.table_arn, identities.table_arn])
-        self.pull.allow(
-            "WriteOutcomes", ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"], [outcomes.table_arn]
-        )
+        self.pull.allow("StoreOutcomes", ["dynamodb:PutItem"], [outcomes.table_arn])
+        self.pull.allow("PullCursor", ["dynamodb:GetItem", "dynamodb:PutItem"], [sync.table_arn])
         self.pull.allow("ReadSalesforceCredentials", ["secretsmanager:GetSecretValue"], [self.secret.secret_arn])
         self.pull.allow("ReadConfigOverrides", ["ssm:GetParameter"], [config_parameter_arn])
         self.schedule = events.Rule(

@@ -25,6 +25,7 @@ from engagement.tables import TableSpec
 from infra import constants
 from infra.bundling import PipLayerBundler
 from infra.community_webhooks import CommunityWebhooks
+from infra.crm import CrmIntegration
 from infra.monitoring import Monitoring
 from infra.salesforce import SECRET_ARN_OUTPUT as SALESFORCE_SECRET_ARN_OUTPUT
 from infra.salesforce import SYNC_BATCH_SIZE as SALESFORCE_SYNC_BATCH_SIZE
@@ -48,7 +49,7 @@ def _attribute(name: str, type_code: str = "S") -> dynamodb.Attribute:
 
 
 class Tables(Construct):
-    """The four tables of engagement.tables, built from their specs."""
+    """The tables of engagement.tables, built from their specs."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy, deletion_protection: bool
@@ -681,7 +682,23 @@ class EngagementStack(Stack):
                 )
             )
 
+        crm = CrmIntegration(
+            self,
+            "Crm",
+            crm_provider=config.crm_provider,
+            data=data,
+            make_function=function,
+            function_spec=FunctionSpec,
+            crm_sync=crm_sync,
+            crm_env=crm_env,
+            hubspot_token=secrets.hubspot,
+            config_parameter_arn=config_parameter_arn,
+            api=api,
+            alarm_topic=monitoring.topic,
+            removal_policy=removal_policy,
+        )
         if salesforce is not None:
+            salesforce.connect(crm.reconcile)  # the reconcile job pushes through the same adapter
             monitoring.alarms.update(salesforce.alarms(monitoring.topic, monitoring.dashboard, monitoring.namespace))
             CfnOutput(self, SALESFORCE_SECRET_ARN_OUTPUT, value=salesforce.secret.secret_arn)
 

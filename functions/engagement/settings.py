@@ -16,6 +16,8 @@ GITHUB_WEBHOOK_SECRET = "GITHUB_WEBHOOK_SECRET"
 DISCOURSE_WEBHOOK_SECRET = "DISCOURSE_WEBHOOK_SECRET"
 HUBSPOT_TOKEN = "HUBSPOT_TOKEN"
 SALESFORCE_CREDENTIALS = "SALESFORCE_CREDENTIALS"  # JSON: login_url, client_id, client_secret
+HUBSPOT_CLIENT_SECRET = "HUBSPOT_CLIENT_SECRET"  # the app's client secret: signs webhook deliveries (v3)
+SLACK_WEBHOOK_URL = "SLACK_WEBHOOK_URL"  # an incoming webhook URL is itself a credential
 SLACK_SIGNING_SECRET = "SLACK_SIGNING_SECRET"
 SLACK_BOT_TOKEN = "SLACK_BOT_TOKEN"  # optional: with it, users.info supplies Slack members' emails
 DISCORD_PUBLIC_KEY = "DISCORD_PUBLIC_KEY"  # the application's Ed25519 public key (hex), kept like a secret
@@ -31,6 +33,11 @@ CONFIG_PARAMETER = "ENGAGEMENT_CONFIG_PARAMETER"
 CONFIG_FILE = "ENGAGEMENT_CONFIG_FILE"
 MAX_BODY_BYTES = "MAX_BODY_BYTES"
 RAW_RETENTION_DAYS = "RAW_RETENTION_DAYS"
+HUBSPOT_CALLS_PER_10S = "HUBSPOT_CALLS_PER_10S"
+HUBSPOT_CALLS_PER_SECOND = "HUBSPOT_CALLS_PER_SECOND"
+HUBSPOT_SEARCH_PER_SECOND = "HUBSPOT_SEARCH_PER_SECOND"
+HUBSPOT_PLAN_PROPERTY = "HUBSPOT_PLAN_PROPERTY"
+HUBSPOT_WEBHOOK_URL = "HUBSPOT_WEBHOOK_URL"
 
 DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
 # Lambda refuses synchronous invocations whose event exceeds 6 MB, so a larger body can never
@@ -38,6 +45,12 @@ DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
 DEFAULT_MAX_BODY_BYTES = 6_000_000
 DEFAULT_RAW_RETENTION_DAYS = 90
 DEFAULT_OUTBOX_PATH = ".engagement/outbox.jsonl"
+# HubSpot's documented limits for a private app on the Free/Starter tier: 100 requests per 10 seconds
+# (Professional and Enterprise: 190), and 4 requests per second for the CRM search endpoints. Raise them
+# per account; 429s are still honoured if another app shares the budget.
+DEFAULT_HUBSPOT_CALLS_PER_10S = 100
+DEFAULT_HUBSPOT_CALLS_PER_SECOND = 10
+DEFAULT_HUBSPOT_SEARCH_PER_SECOND = 4
 CRM_PROVIDERS = ("hubspot", "salesforce", "outbox")
 
 
@@ -51,12 +64,18 @@ class Settings:
     events_table: str
     identities_table: str
     raw_table: str
-    outcomes_table: str
     max_body_bytes: int
     raw_retention_days: int
     crm_provider: str
     hubspot_base_url: str
     outbox_path: str
+    outcomes_table: str = tables.OUTCOMES.default_name
+    sync_table: str = tables.SYNC.default_name
+    hubspot_calls_per_10s: int = DEFAULT_HUBSPOT_CALLS_PER_10S
+    hubspot_calls_per_second: int = DEFAULT_HUBSPOT_CALLS_PER_SECOND
+    hubspot_search_per_second: int = DEFAULT_HUBSPOT_SEARCH_PER_SECOND
+    hubspot_plan_property: str | None = None
+    hubspot_webhook_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -69,12 +88,18 @@ class Settings:
             events_table=env.get(tables.EVENTS.env_var, tables.EVENTS.default_name),
             identities_table=env.get(tables.IDENTITIES.env_var, tables.IDENTITIES.default_name),
             raw_table=env.get(tables.RAW.env_var, tables.RAW.default_name),
-            outcomes_table=env.get(tables.OUTCOMES.env_var, tables.OUTCOMES.default_name),
             max_body_bytes=_positive_int(env, MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES),
             raw_retention_days=_positive_int(env, RAW_RETENTION_DAYS, DEFAULT_RAW_RETENTION_DAYS),
             crm_provider=provider,
             hubspot_base_url=env.get(HUBSPOT_BASE_URL, DEFAULT_HUBSPOT_BASE_URL).rstrip("/"),
             outbox_path=env.get(OUTBOX_PATH, DEFAULT_OUTBOX_PATH),
+            outcomes_table=env.get(tables.OUTCOMES.env_var, tables.OUTCOMES.default_name),
+            sync_table=env.get(tables.SYNC.env_var, tables.SYNC.default_name),
+            hubspot_calls_per_10s=_positive_int(env, HUBSPOT_CALLS_PER_10S, DEFAULT_HUBSPOT_CALLS_PER_10S),
+            hubspot_calls_per_second=_positive_int(env, HUBSPOT_CALLS_PER_SECOND, DEFAULT_HUBSPOT_CALLS_PER_SECOND),
+            hubspot_search_per_second=_positive_int(env, HUBSPOT_SEARCH_PER_SECOND, DEFAULT_HUBSPOT_SEARCH_PER_SECOND),
+            hubspot_plan_property=env.get(HUBSPOT_PLAN_PROPERTY) or None,
+            hubspot_webhook_url=env.get(HUBSPOT_WEBHOOK_URL) or None,
         )
 
 

@@ -63,7 +63,8 @@ RAW = TableSpec(
     ttl_attribute="expires_at",
 )
 
-# What the CRMs report back about members (engagement.domain.outcomes); `#cursor` holds pull high-water marks.
+# CRM outcomes (issue 4): lifecycle stage, plan and closed-won deals that came back from a CRM, per member.
+# `outcome_id` is `<crm>:<object type>:<object id>` (`hubspot:deal:123`).
 OUTCOMES = TableSpec(
     logical_id="OutcomesTable",
     env_var="OUTCOMES_TABLE",
@@ -72,4 +73,14 @@ OUTCOMES = TableSpec(
     sort_key="outcome_id",
 )
 
-ALL_TABLES: tuple[TableSpec, ...] = (MEMBERS, EVENTS, IDENTITIES, RAW, OUTCOMES)
+# CRM sync state (issue 4): per member, what each CRM last took (`crm#<crm>`), the tasks and alerts claimed
+# for a tier entry (`task#<crm>#<version>`, `alert#<channel>#<version>`), and pull cursors (member `#pull`).
+SYNC = TableSpec(
+    logical_id="SyncStateTable",
+    env_var="SYNC_TABLE",
+    default_name="engagement-sync",
+    partition_key="member_id",
+    sort_key="sync_key",
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (MEMBERS, EVENTS, IDENTITIES, RAW, OUTCOMES, SYNC)

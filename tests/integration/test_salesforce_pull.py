@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from engagement.adapters.outcomes import OutcomeStore
-from engagement.adapters.pull_cursor import PullCursors
+from engagement.adapters.sync_state import SyncStore
 from engagement.domain.activity import Account
 from engagement.handlers import salesforce_pull
 from engagement.settings import SalesforceSettings
@@ -55,8 +55,8 @@ def opportunity(record_id: str, contact_id: str | None, account: str, amount: fl
     }
 
 
-def cursors(deps) -> PullCursors:
-    return PullCursors(deps.store.client, deps.settings.outcomes_table)
+def cursors(deps) -> SyncStore:
+    return SyncStore(deps.settings, deps.store.client)
 
 
 @pytest.fixture

@@ -5,11 +5,6 @@ transport of tests/unit/test_salesforce.py (answers shaped as Salesforce documen
 item is reported by its sequence number with its reason, the others are marked synced, a redelivered
 batch costs no further call and creates no second task, and the retried record lands once the
 duplicate is resolved in Salesforce.
-
-It needs the sync-state table and `crm_sync.sync(event, context, crm, deps)` of the issue4-hubspot branch
-(exactly-once per member and version): until that is merged it is skipped, and
-tests/unit/test_salesforce.py::test_250_changes_through_the_stream_handler_with_one_duplicate covers the
-same batch through today's handler.
 """
 
 from __future__ import annotations
@@ -21,13 +16,10 @@ import pytest
 import stamina
 
 from engagement.adapters.dynamo import Store
+from engagement.adapters.sync_state import SyncStore
 from engagement.handlers import crm_sync
 from engagement.settings import Settings
 from tests.unit.test_salesforce import CREATE_PATH, OWNER, UPSERT_PATH, FakeSalesforce, salesforce, stream_event
-
-SyncStore = pytest.importorskip(
-    "engagement.adapters.sync_state", reason="the CRM sync-state store (issue4-hubspot) is not merged yet"
-).SyncStore
 
 MEMBERS = [f"m{n:04d}" for n in range(250)]
 DUPLICATE_SEQUENCE = f"{1007:021d}"

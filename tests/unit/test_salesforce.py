@@ -290,53 +290,7 @@ def stream_event(count: int, champions: set[int]) -> dict[str, Any]:
     return {"Records": records}
 
 
-# Done when: a per-item duplicate fails only its own record ---------------------------------------
-
-
-def test_250_changes_through_the_stream_handler_with_one_duplicate(context):
-    fake = FakeSalesforce()
-    fake.duplicates.add("m0007")
-    adapter = salesforce(fake)
-
-    response = crm_sync.sync(stream_event(250, champions={3, 7, 210}), context, adapter)
-
-    # Only the duplicate's record is reported, by its sequence number, so Lambda retries from it.
-    assert response == {"batchItemFailures": [{"itemIdentifier": f"{1007:021d}"}]}
-    upserts = fake.data_requests("PATCH", UPSERT_PATH)
-    assert [len(json.loads(r.content)["records"]) for r in upserts] == [200, 50]
-    assert set(fake.records) == {f"m{n:04d}" for n in range(250)} - {"m0007"}
-    saved = fake.records["m0003"]
-    assert saved["Email"] == "member3@example.com"
-    assert saved["LastName"] == "member3"
-    assert saved["Community_Score__c"] == 160.0
-    assert saved["Community_Tier__c"] == "Champion"
-    assert saved["Community_Tier_Changed_At__c"] == "2026-12-01T12:00:00.000Z"
-    assert saved["Community_Last_Activity_At__c"] == "2026-11-30T12:00:00.000Z"
-    # Tasks for the two champions that landed (m0007's contact was not saved): one owner query, one create call.
-    assert len(fake.data_requests("GET")) == 1
-    assert len(fake.data_requests("POST", CREATE_PATH)) == 1
-    assert sorted(t["WhoId"] for t in fake.tasks) == sorted([fake.records["m0003"]["Id"], fake.records["m0210"]["Id"]])
-    task = next(t for t in fake.tasks if t["WhoId"] == fake.records["m0003"]["Id"])
-    assert task["OwnerId"] == OWNER
-    assert task["Priority"] == "High"
-    assert task["Status"] == "Not Started"
-    assert task["ActivityDate"] == "2026-12-03"
-    assert task["Subject"] == "Community Champion: member3 (member3@example.com)"
-    assert "from Power User into the Champion community tier with a score of 160.0" in task["Description"]
-    # One token for the whole batch; no duplicate-rule header unless configured.
-    assert fake.tokens_issued == 1
-    assert all("Sforce-Duplicate-Rule-Header" not in r.headers for r in fake.requests)
-
-    # The retried record lands once the duplicate is resolved in Salesforce; its task is created then.
-    fake.duplicates.clear()
-    retry = {
-        "Records": [
-            r for r in stream_event(250, {3, 7, 210})["Records"] if r["dynamodb"]["SequenceNumber"] == f"{1007:021d}"
-        ]
-    }
-    assert crm_sync.sync(retry, context, adapter) == {"batchItemFailures": []}
-    assert "m0007" in fake.records
-    assert len(fake.tasks) == 3
+# Per-item results (the stream handler's done-when test is tests/integration/test_salesforce_sync.py) -----
 
 
 def test_the_duplicate_reason_says_what_to_do():
@@ -797,16 +751,6 @@ def test_check_command_without_credentials_exits_2(monkeypatch):
     result = CliRunner().invoke(app, ["salesforce", "check"])
     assert result.exit_code == 2
     assert "SALESFORCE_CREDENTIALS" in result.output
-
-
-def test_the_stream_handler_logs_each_failed_members_reason(context, caplog):
-    fake = FakeSalesforce()
-    fake.duplicates.add("m0001")
-    with caplog.at_level("WARNING", logger="engagement"):
-        crm_sync.sync(stream_event(2, champions=set()), context, salesforce(fake))
-    (entry,) = [r for r in caplog.records if r.getMessage() == "crm push failures"]
-    assert set(entry.reasons) == {"m0001"}
-    assert entry.reasons["m0001"].startswith("DUPLICATES_DETECTED: Use one of these records?")
 
 
 def test_two_members_with_one_email_as_external_id_send_one_record():

@@ -166,6 +166,7 @@ class Auth:
 
 class Salesforce:
     name = "salesforce"  # the CRM's name in sync state and outcome ids
+    batch_limit = sf.COLLECTION_LIMIT  # members per push that one upsert call can take (the reconcile's chunk)
 
     def __init__(
         self,

@@ -18,7 +18,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from engagement.adapters.dynamo import Store
 from engagement.adapters.outcomes import OutcomeStore
-from engagement.adapters.pull_cursor import PullCursors
 from engagement.domain import salesforce as sf
 from engagement.domain.outcomes import Outcome, OutcomeError
 from engagement.domain.scoring import utc_now
@@ -113,7 +112,7 @@ def pull(
 ) -> PullSummary:
     """One pull: query, link, write outcomes, stamp external ids, then advance the high-water mark.
 
-    `cursors` keeps the mark: anything with `cursor(name)` and `set_cursor(name, value)`.
+    `cursors` keeps the mark (the sync-state store: member `#pull`, key `salesforce:outcomes`).
     """
     summary = PullSummary()
     calls_before = crm.calls
@@ -246,6 +245,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.warning("Salesforce pull skipped: no credentials configured")
         return {"status": "not_configured", "message": f"set {SALESFORCE_CREDENTIALS} to pull from Salesforce"}
     from engagement.adapters.salesforce import salesforce_from_env
+    from engagement.adapters.sync_state import SyncStore
     from engagement.handlers import ingest
 
     global _crm
@@ -255,7 +255,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         _crm,
         store,
         OutcomeStore(store.settings, store.client),
-        PullCursors(store.client, store.settings.outcomes_table),
+        SyncStore(store.settings, store.client),
         SalesforceSettings.from_env(),
         utc_now(),
     )

@@ -33,6 +33,9 @@ FUNCTIONS = {
     "recalc": "engagement.handlers.recalc",
     "crm-sync": "engagement.handlers.crm_sync",
     "salesforce-pull": "engagement.handlers.salesforce_pull",
+    "crm-reconcile": "engagement.handlers.crm_reconcile",
+    "hubspot-webhook": "engagement.handlers.hubspot_webhook",
+    "hubspot-pull": "engagement.handlers.hubspot_pull",
 }
 
 
@@ -240,6 +243,10 @@ def demo() -> None:
     _logs_to_stderr()
     raise typer.Exit(run_demo(console))
 
+
+from engagement.local import cli_crm  # noqa: E402 - registered after the app exists
+
+app.add_typer(cli_crm.app, name="crm")
 
 if __name__ == "__main__":
     app()
