@@ -16,6 +16,7 @@ from tests.infra.conftest import synthesize
 
 PULL_HANDLER = "engagement.handlers.salesforce_pull.lambda_handler"
 CRM_SYNC_HANDLER = "engagement.handlers.crm_sync.lambda_handler"
+RECONCILE_HANDLER = "engagement.handlers.crm_reconcile.lambda_handler"
 CONTEXT = {
     "crm_provider": "salesforce",
     "salesforce_object": "Lead",
@@ -86,12 +87,19 @@ def test_crm_sync_reads_salesforce_credentials_only(sf: dict[str, Any]) -> None:
     assert env["SALESFORCE_API_VERSION"] == "66.0"
     assert env["SALESFORCE_DUPLICATE_RULE_HEADER"] == "allowSave=true"
     assert "HUBSPOT_TOKEN_ARN" not in env and "OUTBOX_PATH" not in env
-    granted = [
-        s["Resource"]
+    granted = {
+        json.dumps(r, sort_keys=True)
         for s in _statements(sf, CRM_SYNC_HANDLER)
         if "secretsmanager:GetSecretValue" in _as_list(s["Action"])
+        for r in _as_list(s["Resource"])
+    }
+    hubspot = [
+        k
+        for k, r in _of_type(sf, "AWS::SecretsManager::Secret").items()
+        if "HubSpot private app" in r["Properties"]["Description"]
     ]
-    assert granted == [{"Ref": secret}]
+    assert json.dumps({"Ref": secret}) in granted
+    assert not any(json.dumps({"Ref": h}) in granted for h in hubspot)
 
 
 def test_secret_placeholder_is_json_of_the_right_shape(sf: dict[str, Any]) -> None:
@@ -102,10 +110,11 @@ def test_secret_placeholder_is_json_of_the_right_shape(sf: dict[str, Any]) -> No
 
 
 def test_pull_function_has_exactly_the_permissions_it_uses(sf: dict[str, Any]) -> None:
-    members, identities, outcomes = (
+    members, identities, outcomes, sync = (
         _table_id(sf, "MEMBERS_TABLE"),
         _table_id(sf, "IDENTITIES_TABLE"),
         _table_id(sf, "OUTCOMES_TABLE"),
+        _table_id(sf, "SYNC_TABLE"),
     )
     by_action: dict[str, set[str]] = {}
     for statement in _statements(sf, PULL_HANDLER):
@@ -116,14 +125,13 @@ def test_pull_function_has_exactly_the_permissions_it_uses(sf: dict[str, Any]) -
     def arn(logical_id: str) -> str:
         return json.dumps({"Fn::GetAtt": [logical_id, "Arn"]}, sort_keys=True)
 
-    assert by_action["dynamodb:GetItem"] == {arn(members), arn(identities), arn(outcomes)}
-    assert by_action["dynamodb:PutItem"] == {arn(outcomes)}
-    assert by_action["dynamodb:BatchWriteItem"] == {arn(outcomes)}
+    # Links by member or email identity; outcomes are conditional puts; the mark is one sync-state item.
+    assert by_action["dynamodb:GetItem"] == {arn(members), arn(identities), arn(sync)}
+    assert by_action["dynamodb:PutItem"] == {arn(outcomes), arn(sync)}
     assert by_action["secretsmanager:GetSecretValue"] == {json.dumps({"Ref": _salesforce_secret(sf)})}
     assert set(by_action) == {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
-        "dynamodb:BatchWriteItem",
         "secretsmanager:GetSecretValue",
         "ssm:GetParameter",
         "logs:CreateLogStream",
@@ -131,6 +139,23 @@ def test_pull_function_has_exactly_the_permissions_it_uses(sf: dict[str, Any]) -
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
     }
+
+
+def test_reconcile_job_reaches_salesforce_too(sf: dict[str, Any]) -> None:
+    env = _function(sf, RECONCILE_HANDLER)["Environment"]["Variables"]
+    secret = _salesforce_secret(sf)
+
+    assert env["CRM_PROVIDER"] == "salesforce"
+    assert env["SALESFORCE_CREDENTIALS_ARN"] == {"Ref": secret}
+    assert env["SALESFORCE_OBJECT"] == "Lead"
+    granted = {
+        json.dumps(r, sort_keys=True)
+        for s in _statements(sf, RECONCILE_HANDLER)
+        if "secretsmanager:GetSecretValue" in _as_list(s["Action"])
+        for r in _as_list(s["Resource"])
+    }
+    assert json.dumps({"Ref": secret}) in granted
+    assert "HUBSPOT_TOKEN_ARN" not in env
 
 
 def test_outcomes_table_is_keyed_by_member_and_outcome(sf: dict[str, Any]) -> None:
