@@ -741,14 +741,15 @@ def test_check_names_each_problem():
     ]
 
 
-def test_check_command_without_credentials_exits_2(monkeypatch):
+@pytest.mark.parametrize("command", ["check", "setup", "pull"])
+def test_commands_without_credentials_exit_2(monkeypatch, command):
     from typer.testing import CliRunner
 
     from engagement.local.cli import app
 
     monkeypatch.delenv("SALESFORCE_CREDENTIALS", raising=False)
     monkeypatch.delenv("SALESFORCE_CREDENTIALS_ARN", raising=False)
-    result = CliRunner().invoke(app, ["salesforce", "check"])
+    result = CliRunner().invoke(app, ["salesforce", command])
     assert result.exit_code == 2
     assert "SALESFORCE_CREDENTIALS" in result.output
 

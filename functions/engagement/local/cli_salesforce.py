@@ -1,4 +1,4 @@
-"""`engagement salesforce setup|check`: make the org ready for the Salesforce CRM sync, and verify it.
+"""`engagement salesforce setup|check|pull`: ready the org for the Salesforce CRM sync, verify it, pull outcomes.
 
 `setup` creates what is missing, and nothing else (run it again and it does nothing): the five custom
 fields through the Tooling API, a permission set `Community_Engagement_Sync` granting read and edit on
@@ -18,7 +18,9 @@ from typing import Any
 import typer
 from rich.console import Console
 
-salesforce_app = typer.Typer(help="Salesforce CRM set-up checks.", no_args_is_help=True, add_completion=False)
+salesforce_app = typer.Typer(
+    help="Salesforce CRM: set-up, checks and the outcome pull.", no_args_is_help=True, add_completion=False
+)
 console = Console()
 err = Console(stderr=True)
 
@@ -164,3 +166,43 @@ def check_command() -> None:
         console.print("Create or fix these fields as docs/salesforce.md describes, then run this again.")
         raise typer.Exit(1)
     console.print(f"[green]✓[/] {adapter.settings.sobject} has every field the CRM sync writes.")
+
+
+@salesforce_app.command("pull")
+def pull_command() -> None:
+    """Pull changed contacts and won opportunities into the outcomes table (what the schedule does)."""
+    import httpx
+
+    from engagement.adapters.hubspot import CrmRejected, TransientError
+    from engagement.adapters.outcomes import OutcomeStore
+    from engagement.adapters.salesforce import Ambiguous
+    from engagement.adapters.sync_state import SyncStore
+    from engagement.domain import scoring
+    from engagement.handlers import ingest, salesforce_pull
+    from engagement.local.cli import _existing_stack, _logs_to_stderr
+    from engagement.settings import SalesforceSettings
+
+    _logs_to_stderr()
+    adapter = _adapter()
+    stack = _existing_stack()
+    try:
+        store = ingest.default_dependencies().store
+        summary = salesforce_pull.pull(
+            adapter,
+            store,
+            OutcomeStore(store.settings, store.client),
+            SyncStore(store.settings, store.client),
+            SalesforceSettings.from_env(),
+            scoring.utc_now(),
+        )
+    except (CrmRejected, TransientError, Ambiguous, httpx.TransportError) as error:
+        err.print(f"[red]Salesforce refused:[/] {error}")
+        raise typer.Exit(1) from None
+    finally:
+        stack.stop()
+    console.print(
+        f"Pulled {summary.people} {adapter.settings.sobject.lower()}s and {summary.opportunities} won opportunities "
+        f"since {summary.since}: {summary.linked_by_external_id + summary.linked_by_email} linked to members "
+        f"({summary.linked_by_email} by email, {summary.stamped} stamped with our id), {summary.unlinked} unlinked, "
+        f"{summary.outcomes} outcomes stored, {summary.calls} Salesforce calls."
+    )
