@@ -263,3 +263,20 @@ def test_a_record_with_an_unusable_value_is_skipped_not_fatal(deps, members):
     )
     assert (summary.skipped, summary.outcomes) == (1, 3)
     assert [o["outcome_id"] for o in outcomes.outcomes_of(members["ana"])] == [f"salesforce:contact:{C1}"]
+
+
+def test_engagement_salesforce_pull_runs_against_the_local_stack(deps, members, monkeypatch):
+    from typer.testing import CliRunner
+
+    from engagement.adapters import salesforce as adapter_module
+    from engagement.local.cli import app
+
+    fake = scripted_salesforce(members)
+    monkeypatch.setenv("SALESFORCE_CREDENTIALS", '{"login_url": "https://acme.my.salesforce.com"}')
+    monkeypatch.setattr(adapter_module, "salesforce_from_env", lambda: salesforce(fake))
+    result = CliRunner().invoke(app, ["salesforce", "pull"])
+    assert result.exit_code == 0, result.output
+    assert "Pulled 3 contacts and 2 won opportunities" in result.output
+    assert "4 outcomes stored, 5 Salesforce calls" in " ".join(result.output.split())
+    outcomes = OutcomeStore(deps.settings, deps.store.client)
+    assert len(outcomes.outcomes_of(members["ana"])) == 2
