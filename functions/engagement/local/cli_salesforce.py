@@ -182,8 +182,8 @@ def pull_command() -> None:
     from engagement.local.cli import _existing_stack, _logs_to_stderr
     from engagement.settings import SalesforceSettings
 
+    adapter = _adapter()  # first: without credentials there is nothing else to set up
     _logs_to_stderr()
-    adapter = _adapter()
     stack = _existing_stack()
     try:
         store = ingest.default_dependencies().store
