@@ -48,6 +48,7 @@ class Settings:
     crm_provider: str
     hubspot_base_url: str
     outbox_path: str
+    cursors_table: str = tables.CURSORS.default_name
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -65,6 +66,7 @@ class Settings:
             crm_provider=provider,
             hubspot_base_url=env.get(HUBSPOT_BASE_URL, DEFAULT_HUBSPOT_BASE_URL).rstrip("/"),
             outbox_path=env.get(OUTBOX_PATH, DEFAULT_OUTBOX_PATH),
+            cursors_table=env.get(tables.CURSORS.env_var, tables.CURSORS.default_name),
         )
 
 

@@ -25,6 +25,9 @@ FUNCTIONS = {
     "discourse-webhook": "engagement.handlers.discourse_webhook",
     "recalc": "engagement.handlers.recalc",
     "crm-sync": "engagement.handlers.crm_sync",
+    "discord-poller": "engagement.handlers.discord_poller",
+    "circle-poller": "engagement.handlers.circle_poller",
+    "meetup-poller": "engagement.handlers.meetup_poller",
 }
 
 
@@ -229,6 +232,10 @@ def demo() -> None:
     _logs_to_stderr()
     raise typer.Exit(run_demo(console))
 
+
+from engagement.local.cli_pollers import backfill  # noqa: E402  (issue 3: pollers)
+
+app.command()(backfill)
 
 if __name__ == "__main__":
     app()
