@@ -38,7 +38,9 @@ class CursorStore:
         self.client = client
 
     def get(self, cursor_id: str) -> Cursor | None:
-        response = self.client.get_item(TableName=self.table, Key=to_item({"cursor_id": cursor_id}), ConsistentRead=True)
+        response = self.client.get_item(
+            TableName=self.table, Key=to_item({"cursor_id": cursor_id}), ConsistentRead=True
+        )
         if "Item" not in response:
             return None
         item = from_item(response["Item"])

@@ -54,7 +54,9 @@ class DiscordSource:
     def fetch(self, stream: str, state: dict[str, Any], http: HttpFetcher, taxonomy: Taxonomy, now: datetime) -> Page:
         channel = stream.split(":", 1)[1]
         after = discord.snowflake(state.get("after", 0))
-        response = http.request("GET", f"/channels/{channel}/messages", params={"after": str(after), "limit": PAGE_SIZE})
+        response = http.request(
+            "GET", f"/channels/{channel}/messages", params={"after": str(after), "limit": PAGE_SIZE}
+        )
         messages = response.json()
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             raise PayloadShapeError("Discord returned something other than a list of messages")

@@ -19,6 +19,7 @@ backfill`:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -95,10 +96,8 @@ def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -
                 pass
     reset_after = response.headers.get("X-RateLimit-Reset-After")
     if reset_after:
-        try:
+        with contextlib.suppress(ValueError):
             hints.append(float(reset_after))
-        except ValueError:
-            pass
     if "json" in response.headers.get("Content-Type", ""):
         try:
             body = response.json()
@@ -216,9 +215,7 @@ class Source(Protocol):
     def start(self, stream: str, since: datetime) -> dict[str, Any]:
         """The cursor state that reads `stream` from `since` on."""
 
-    def fetch(
-        self, stream: str, state: dict[str, Any], http: HttpFetcher, taxonomy: Taxonomy, now: datetime
-    ) -> Page:
+    def fetch(self, stream: str, state: dict[str, Any], http: HttpFetcher, taxonomy: Taxonomy, now: datetime) -> Page:
         """The page after `state`."""
 
 

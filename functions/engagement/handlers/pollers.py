@@ -72,9 +72,11 @@ def build_source(platform: str, deps: Dependencies, env: dict[str, str]) -> tupl
         source: Source = DiscordSource(deps.secret(DISCORD_BOT_TOKEN), _list(env, DISCORD_CHANNEL_IDS))
         return source, env.get(DISCORD_API_BASE_URL, DISCORD_BASE_URL), None
     if platform == "circle":
-        return CircleSource(deps.secret(CIRCLE_API_TOKEN), deps.store.topic_owner), env.get(
-            CIRCLE_API_BASE_URL, CIRCLE_BASE_URL
-        ), None
+        return (
+            CircleSource(deps.secret(CIRCLE_API_TOKEN), deps.store.topic_owner),
+            env.get(CIRCLE_API_BASE_URL, CIRCLE_BASE_URL),
+            None,
+        )
     if platform == "meetup":
         url = env.get(MEETUP_API_URL, MEETUP_URL)
         return MeetupSource(deps.secret(MEETUP_TOKEN), _list(env, MEETUP_GROUP_URLNAMES), url), url, rate_limit_wait

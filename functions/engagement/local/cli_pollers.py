@@ -16,7 +16,9 @@ def _since(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise typer.BadParameter(f"--since must be a date such as 2026-01-31 (or an ISO 8601 time), not {value!r}") from None
+        raise typer.BadParameter(
+            f"--since must be a date such as 2026-01-31 (or an ISO 8601 time), not {value!r}"
+        ) from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     if moment > datetime.now(UTC):
         raise typer.BadParameter("--since must not be in the future")
