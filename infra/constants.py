@@ -60,6 +60,7 @@ RECALC_SCHEDULE_ID = "RecalcSchedule"
 CRM_SYNC_STREAM_ID = "CrmSyncStream"
 CRM_SYNC_FAILURES_ID = "CrmSyncFailures"
 MONITORING_ID = "Monitoring"
+POLLERS_ID = "Pollers"
 ALARM_TOPIC_ID = "AlarmTopic"
 WAF_ID = "WebAcl"
 

@@ -25,6 +25,7 @@ from engagement.tables import TableSpec
 from infra import constants
 from infra.bundling import PipLayerBundler
 from infra.monitoring import Monitoring
+from infra.pollers import Pollers
 from infra.stages import StageConfig
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -607,6 +608,20 @@ class EngagementStack(Stack):
         if config.crm_provider == "hubspot":
             crm_sync.allow("ReadCrmToken", ["secretsmanager:GetSecretValue"], [secrets.hubspot.secret_arn])
 
+        pollers = Pollers(
+            self,
+            constants.POLLERS_ID,
+            config=config,
+            make_function=lambda cid, handler, timeout, memory, env: function(
+                FunctionSpec(cid, handler, timeout, memory), env
+            ),
+            table_env=_table_env(data, *tables.ALL_TABLES),
+            table_arns=lambda *specs: _table_arns(data, *specs),
+            config_env=config_env,
+            config_parameter_arn=config_parameter_arn,
+            removal_policy=removal_policy,
+        )
+
         api_construct = WebhookApi(
             self,
             constants.API_ID,
@@ -632,6 +647,7 @@ class EngagementStack(Stack):
             crm_sync=crm_sync.function,
             api=api,
             failures=stream.failures,
+            pollers=pollers.functions,
         )
         if api_construct.api.node.try_find_child("CloudWatchRole") is not None:
             Validations.of(api_construct.api.node.find_child("CloudWatchRole")).acknowledge(
@@ -654,6 +670,8 @@ class EngagementStack(Stack):
             CfnOutput(self, constants.DISCOURSE_SECRET_ARN_OUTPUT, value=secrets.discourse.secret_arn)
         CfnOutput(self, constants.CRM_SYNC_FAILURE_QUEUE_URL_OUTPUT, value=stream.failures.queue_url)
         CfnOutput(self, constants.HUBSPOT_SECRET_ARN_OUTPUT, value=secrets.hubspot.secret_arn)
+        for platform, secret in pollers.secrets.items():
+            CfnOutput(self, f"{platform.capitalize()}TokenSecretArn", value=secret.secret_arn)
         CfnOutput(self, constants.CONFIG_PARAMETER_OUTPUT, value=config_parameter.parameter_name)
         CfnOutput(self, constants.ALARM_TOPIC_OUTPUT, value=monitoring.topic.topic_arn)
         CfnOutput(self, constants.DASHBOARD_OUTPUT, value=monitoring.dashboard.dashboard_name)

@@ -29,6 +29,10 @@ class StageConfig:
     crm_sync_concurrency: int = 2
     # Set false when the account already has an API Gateway CloudWatch role (an account-wide, per-region setting).
     api_gateway_cloudwatch_role: bool = True
+    # Scheduled pollers (infra/pollers.py), opt-in: `-c pollers=discord,circle,meetup`, with what they read.
+    pollers: tuple[str, ...] = ()
+    discord_channels: tuple[str, ...] = ()
+    meetup_groups: tuple[str, ...] = ()
 
 
 DEFAULTS = {
@@ -83,6 +87,22 @@ def _platforms(value: Any) -> tuple[str, ...]:
     return platforms
 
 
+POLLER_PLATFORMS = ("discord", "circle", "meetup")
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    names = value if isinstance(value, list) else str(value).split(",")
+    return tuple(dict.fromkeys(str(n).strip() for n in names if str(n).strip()))
+
+
+def _pollers(value: Any) -> tuple[str, ...]:
+    pollers = tuple(n.lower() for n in _names(value))
+    unknown = set(pollers) - set(POLLER_PLATFORMS)
+    if unknown:
+        raise StageConfigError(f"pollers must be a subset of {', '.join(POLLER_PLATFORMS)}, not {value!r}")
+    return pollers
+
+
 def _positive_int(value: Any) -> int:
     number = int(value)
     if number < 1:
@@ -113,6 +133,9 @@ OVERRIDES = {
     "alarm_email": lambda v: str(v) or None,
     "crm_sync_concurrency": _non_negative_int,
     "api_gateway_cloudwatch_role": _bool,
+    "pollers": _pollers,
+    "discord_channels": _names,
+    "meetup_groups": _names,
 }
 
 

@@ -33,19 +33,21 @@ from engagement.adapters.meetup_api import MeetupSource, rate_limit_wait
 from engagement.adapters.polling import DEFAULT_MAX_PAGES, Budget, HttpFetcher, Poller, PollSummary, Source
 from engagement.handlers.ingest import Dependencies
 from engagement.observability import logger, metrics
+from engagement.poller_settings import (
+    CIRCLE_API_BASE_URL,
+    CIRCLE_API_TOKEN,
+    DEFAULT_LOOKBACK_HOURS,
+    DISCORD_API_BASE_URL,
+    DISCORD_BOT_TOKEN,
+    DISCORD_CHANNEL_IDS,
+    MEETUP_API_URL,
+    MEETUP_GROUP_URLNAMES,
+    MEETUP_TOKEN,
+    PLATFORMS,
+    POLL_INITIAL_LOOKBACK_HOURS,
+    POLL_MAX_PAGES,
+)
 
-DISCORD_BOT_TOKEN = "DISCORD_BOT_TOKEN"
-DISCORD_CHANNEL_IDS = "DISCORD_CHANNEL_IDS"
-DISCORD_API_BASE_URL = "DISCORD_API_BASE_URL"
-CIRCLE_API_TOKEN = "CIRCLE_API_TOKEN"
-CIRCLE_API_BASE_URL = "CIRCLE_API_BASE_URL"
-MEETUP_TOKEN = "MEETUP_TOKEN"
-MEETUP_GROUP_URLNAMES = "MEETUP_GROUP_URLNAMES"
-MEETUP_API_URL = "MEETUP_API_URL"
-POLL_MAX_PAGES = "POLL_MAX_PAGES"
-POLL_INITIAL_LOOKBACK_HOURS = "POLL_INITIAL_LOOKBACK_HOURS"
-DEFAULT_LOOKBACK_HOURS = 24
-PLATFORMS = ("discord", "circle", "meetup")
 HTTP_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from engagement.handlers.pollers import PLATFORMS
+from engagement.poller_settings import PLATFORMS
 
 EXIT_FAILED = 1
 EXIT_NOT_CONFIGURED = 2

@@ -1,0 +1,19 @@
+"""Environment variable names the poller functions read (kept import-light for the CDK app).
+
+Secrets are the plain value locally or `<NAME>_ARN` (a Secrets Manager ARN) when deployed.
+"""
+
+from __future__ import annotations
+
+DISCORD_BOT_TOKEN = "DISCORD_BOT_TOKEN"
+DISCORD_CHANNEL_IDS = "DISCORD_CHANNEL_IDS"
+DISCORD_API_BASE_URL = "DISCORD_API_BASE_URL"
+CIRCLE_API_TOKEN = "CIRCLE_API_TOKEN"
+CIRCLE_API_BASE_URL = "CIRCLE_API_BASE_URL"
+MEETUP_TOKEN = "MEETUP_TOKEN"
+MEETUP_GROUP_URLNAMES = "MEETUP_GROUP_URLNAMES"
+MEETUP_API_URL = "MEETUP_API_URL"
+POLL_MAX_PAGES = "POLL_MAX_PAGES"
+POLL_INITIAL_LOOKBACK_HOURS = "POLL_INITIAL_LOOKBACK_HOURS"
+DEFAULT_LOOKBACK_HOURS = 24
+PLATFORMS = ("discord", "circle", "meetup")
