@@ -127,14 +127,16 @@ def rate_limited() -> httpx.Response:
 DISCORD_ENV = {"DISCORD_CHANNEL_IDS": CHANNEL, "DISCORD_BOT_TOKEN": "test-bot-token"}
 
 
-def discord_poller(deps, vendor, time: FakeTime, max_pages: int = 50, seconds: float = 600, prefix: str = ""):
+def discord_poller(
+    deps, vendor, time: FakeTime, max_pages: int = 50, seconds: float = 600, prefix: str = "", lookback_hours: int = 24
+):
     deps.secret = lambda name: DISCORD_ENV.get(name)
     budget = Budget(max_pages, seconds, clock=time.clock)
     return build_poller(
         "discord",
         deps,
         budget,
-        env=DISCORD_ENV,
+        env={**DISCORD_ENV, "DISCORD_REACTION_LOOKBACK_HOURS": str(lookback_hours)},
         transport=httpx.MockTransport(vendor),
         sleep=time.sleep,
         start_at=BASE - timedelta(hours=1),
@@ -155,12 +157,14 @@ def test_discord_reads_every_page_once_through_a_429(deps):
     with client:
         summary = poller.run()
 
-    stream = summary.streams[0]
+    stream, reactions = summary.streams
     assert (summary.status, stream.status, stream.pages) == ("ok", "caught_up", 3)
     assert stream.stored == 245 and stream.ignored == 5  # 5 of the 250 are from the bot
     assert event_ids(deps) == expected_discord_ids(messages)
     assert 2.0 in time.slept  # the largest of Retry-After 2 and retry_after 1.5
-    assert len(vendor.requests) == 4  # three pages and the one refused
+    # Three pages and the one refused; then the reaction pass lists the last 24 hours (the clock says 1 December).
+    assert len(vendor.requests) == 5
+    assert (reactions.stream, reactions.pages, reactions.stored) == (f"reactions:{CHANNEL}", 1, 0)
     cursor = CursorStore(deps.settings, deps.store.client).get(f"discord:channel:{CHANNEL}")
     assert cursor.state == {"after": messages[-1]["id"]}
     answers = [e for e in (deps.store.get_event(f"discord:message:{m['id']}") for m in messages[9::10]) if e]
@@ -168,7 +172,7 @@ def test_discord_reads_every_page_once_through_a_429(deps):
 
 
 def test_discord_resumes_after_the_page_budget_without_losing_or_repeating(deps):
-    messages = discord_messages(250)
+    messages = discord_messages(150)
     vendor = FakeDiscord(messages)
     vendor.failures[3] = rate_limited()
     first, client = discord_poller(deps, vendor, FakeTime(), max_pages=1)
@@ -180,13 +184,13 @@ def test_discord_resumes_after_the_page_budget_without_losing_or_repeating(deps)
     with client:
         two = second.run().streams[0]
     assert two.status == "caught_up" and two.duplicates == 0
-    assert one.stored + two.stored == 245
+    assert one.stored + two.stored == 147
     assert event_ids(deps) == expected_discord_ids(messages)
-    assert total_event_count(deps) == 245
+    assert total_event_count(deps) == 147
 
 
 def test_a_page_that_keeps_failing_leaves_the_cursor_on_the_last_stored_page(deps):
-    messages = discord_messages(250)
+    messages = discord_messages(150)
     vendor = FakeDiscord(messages)
     for n in range(2, 7):  # the second page fails all 5 attempts
         vendor.failures[n] = httpx.Response(502, text="Bad Gateway")
@@ -207,7 +211,7 @@ def test_a_page_that_keeps_failing_leaves_the_cursor_on_the_last_stored_page(dep
 
 
 def test_a_crash_in_the_middle_of_a_page_repeats_the_page_and_counts_it_once(deps):
-    messages = discord_messages(250)
+    messages = discord_messages(150)
     vendor = FakeDiscord(messages)
     original = deps.store.record
     calls = {"n": 0}
@@ -230,7 +234,7 @@ def test_a_crash_in_the_middle_of_a_page_repeats_the_page_and_counts_it_once(dep
         again = poller.run().streams[0]
     assert again.duplicates == 129 - 98  # page 2's items stored before the crash are recognised
     assert event_ids(deps) == expected_discord_ids(messages)
-    assert total_event_count(deps) == 245  # every message counted exactly once on its member
+    assert total_event_count(deps) == 147  # every message counted exactly once on its member
 
 
 def test_a_wait_past_the_deadline_ends_the_run_without_moving_the_cursor(deps):
@@ -258,7 +262,8 @@ def test_an_exhausted_bucket_is_waited_out_before_the_next_request(deps):
     poller, client = discord_poller(deps, exhausted, time)
     with client:
         assert poller.run().status == "ok"
-    assert time.slept == [3.25]  # waited once, between the two pages; never a 429
+    # Waited out before each request after the first (page 2, then the reaction pass); never a 429.
+    assert time.slept == [3.25, 3.25]
 
 
 def test_reactions_are_read_per_emoji_and_credited_to_the_reactor(deps):
@@ -266,24 +271,51 @@ def test_reactions_are_read_per_emoji_and_credited_to_the_reactor(deps):
     messages[0]["reactions"] = [{"count": 3, "me": False, "emoji": {"id": None, "name": "🎉"}}]
     author = messages[0]["author"]
     vendor = FakeDiscord(messages, reactions={messages[0]["id"]: [USERS[1], author, BOT]})
-    poller, client = discord_poller(deps, vendor, FakeTime())
+    poller, client = discord_poller(deps, vendor, FakeTime(), lookback_hours=24 * 30)
     with client:
-        stream = poller.run().streams[0]
-    reaction_path = [r for r in vendor.requests if "reactions" in r.url.path]
-    assert len(reaction_path) == 1 and reaction_path[0].url.path.endswith("/reactions/🎉")
+        channel, reactions = poller.run().streams
+    reaction_requests = [r for r in vendor.requests if "reactions" in r.url.path]
+    assert len(reaction_requests) == 1 and reaction_requests[0].url.path.endswith("/reactions/🎉")
     assert f"discord:reaction:{messages[0]['id']}:🎉:{USERS[1]['id']}" in event_ids(deps)
-    assert stream.stored == 4  # three messages and River's reaction (the author's own and the bot's do not count)
+    assert channel.stored == 3
+    assert (reactions.stored, reactions.ignored) == (1, 2)  # the author's own reaction and the bot's do not count
+    assert deps.store.get_event(f"discord:reaction:{messages[0]['id']}:🎉:{USERS[1]['id']}")["action"] == "react"
+
+
+def test_a_reaction_added_after_the_message_was_read_is_counted_once_on_a_later_run(deps):
+    messages = discord_messages(3)
+    vendor = FakeDiscord(messages)
+    poller, client = discord_poller(deps, vendor, FakeTime(), lookback_hours=24 * 30)
+    with client:
+        poller.run()
+    assert not [r for r in vendor.requests if "reactions" in r.url.path]
+
+    messages[1]["reactions"] = [{"count": 1, "me": False, "emoji": {"id": "41771983429993937", "name": "LUL"}}]
+    vendor.reactions[messages[1]["id"]] = [USERS[0]]
+    poller, client = discord_poller(deps, vendor, FakeTime(), lookback_hours=24 * 30)
+    with client:
+        later = poller.run().streams[1]
+    assert later.stored == 1
+    assert f"discord:reaction:{messages[1]['id']}:LUL:41771983429993937:{USERS[0]['id']}" in event_ids(deps)
+
+    # Unchanged counts: the next pass lists the messages but asks nobody who reacted.
+    before = len([r for r in vendor.requests if "reactions" in r.url.path])
+    poller, client = discord_poller(deps, vendor, FakeTime(), lookback_hours=24 * 30)
+    with client:
+        again = poller.run().streams[1]
+    assert (again.stored, again.duplicates) == (0, 0)
+    assert len([r for r in vendor.requests if "reactions" in r.url.path]) == before
 
 
 def test_backfill_cursors_are_separate_and_resume(deps):
-    messages = discord_messages(250)
+    messages = discord_messages(150)
     vendor = FakeDiscord(messages)
-    poller, client = discord_poller(deps, vendor, FakeTime(), max_pages=2, prefix="backfill:2026-11-20:")
+    poller, client = discord_poller(deps, vendor, FakeTime(), max_pages=1, prefix="backfill:2026-11-20:")
     with client:
         assert poller.run().streams[0].status == "budget"
     cursors = CursorStore(deps.settings, deps.store.client)
     assert cursors.get(f"discord:channel:{CHANNEL}") is None
-    assert cursors.get(f"backfill:2026-11-20:discord:channel:{CHANNEL}").state == {"after": messages[199]["id"]}
+    assert cursors.get(f"backfill:2026-11-20:discord:channel:{CHANNEL}").state == {"after": messages[99]["id"]}
     poller, client = discord_poller(deps, vendor, FakeTime(), prefix="backfill:2026-11-20:")
     with client:
         assert poller.run().streams[0].stored == 49  # the last 50, less one bot message
@@ -553,3 +585,16 @@ def test_meetup_reads_each_past_event_once_through_limits_and_an_interruption(de
     with client:
         again = third.run().streams[0]
     assert (again.stored, again.duplicates) == (0, 0)
+
+
+def test_a_malformed_message_is_ignored_with_its_reason_and_never_blocks_the_channel(deps):
+    messages = discord_messages(3)
+    messages[1]["author"] = {"username": "no-id"}  # no author id: unreadable
+    vendor = FakeDiscord(messages)
+    poller, client = discord_poller(deps, vendor, FakeTime())
+    with client:
+        channel = poller.run().streams[0]
+    assert (channel.status, channel.stored, channel.ignored) == ("caught_up", 2, 1)
+    assert CursorStore(deps.settings, deps.store.client).get(f"discord:channel:{CHANNEL}").state == {
+        "after": messages[2]["id"]
+    }

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from engagement.adapters.polling import Entry, HttpFetcher, Page
+from engagement.adapters.polling import Entry, HttpFetcher, Page, mapped
 from engagement.domain import circle
 from engagement.domain.activity import PayloadShapeError, parse_timestamp
 from engagement.domain.taxonomy import Taxonomy
@@ -103,17 +104,20 @@ class CircleSource:
         self, stream: str, record: dict[str, Any], http: HttpFetcher, taxonomy: Taxonomy, now: datetime
     ) -> list[Entry]:
         if stream == "posts":
-            return [Entry(circle.classify_post(record, taxonomy, now), record)]
+            return [mapped(partial(circle.classify_post, record, taxonomy, now), record)]
         if stream == "comments":
-            owner = self.post_owner(circle.post_key(circle.comment_post_id(record)))
-            return [Entry(circle.classify_comment(record, taxonomy, now, owner), record)]
+            try:
+                owner = self.post_owner(circle.post_key(circle.comment_post_id(record)))
+            except PayloadShapeError:
+                owner = None  # the mapping below says what is wrong with the record
+            return [mapped(partial(circle.classify_comment, record, taxonomy, now, owner), record)]
         entries = []
         page = 1
         while True:
             params = {"event_id": record.get("id"), "page": page, "per_page": PER_PAGE}
             attendees, more = _records(http.request("GET", "/event_attendees", params=params).json())
             entries.extend(
-                Entry(circle.classify_attendee(record, a, taxonomy, now), {"event": record, "attendee": a})
+                mapped(partial(circle.classify_attendee, record, a, taxonomy, now), {"event": record, "attendee": a})
                 for a in attendees
             )
             if not more:

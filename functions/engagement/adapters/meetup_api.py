@@ -14,11 +14,12 @@ says when the window resets). Any other GraphQL error fails the run without movi
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
 
-from engagement.adapters.polling import Entry, HttpFetcher, Page, PollFailed
+from engagement.adapters.polling import Entry, HttpFetcher, Page, PollFailed, mapped
 from engagement.domain import meetup
 from engagement.domain.activity import PayloadShapeError, parse_timestamp
 from engagement.domain.taxonomy import Taxonomy
@@ -153,7 +154,9 @@ class MeetupSource:
             rsvps = (self._post(http, EVENT_RSVPS, variables).get("event") or {}).get("rsvps") or {}
             for edge in rsvps.get("edges") or []:
                 node = edge.get("node") if isinstance(edge, dict) else None
-                entries.append(Entry(meetup.classify_rsvp(event, node, taxonomy, now), {"event": event, "rsvp": node}))
+                entries.append(
+                    mapped(partial(meetup.classify_rsvp, event, node, taxonomy, now), {"event": event, "rsvp": node})
+                )
             page_info = rsvps.get("pageInfo") or {}
             if not page_info.get("hasNextPage"):
                 break

@@ -193,6 +193,15 @@ class Entry:
     raw: Any
 
 
+def mapped(classify: Callable[[], Activity | Ignored], raw: Any) -> Entry:
+    """An entry for one record; a record the mapping cannot read is ignored with the reason, so one malformed
+    item never blocks its stream (a failing page would be fetched again forever)."""
+    try:
+        return Entry(classify(), raw)
+    except (PayloadShapeError, AttributeError, TypeError, ValueError) as error:
+        return Entry(Ignored("malformed", f"the record cannot be read: {error}"), raw)
+
+
 @dataclass(frozen=True)
 class Page:
     entries: list[Entry]

@@ -8,6 +8,7 @@ Configuration (environment; secrets as the plain value locally or `<NAME>_ARN` w
 | `CIRCLE_API_TOKEN` / `_ARN` | Circle Admin API v2 token |
 | `MEETUP_TOKEN` / `_ARN`, `MEETUP_GROUP_URLNAMES` | OAuth access token; comma-separated group urlnames |
 | `DISCORD_API_BASE_URL`, `CIRCLE_API_BASE_URL`, `MEETUP_API_URL` | API hosts (defaults: the vendors') |
+| `DISCORD_REACTION_LOOKBACK_HOURS` | how far back each run re-reads reactions (default 24) |
 | `POLL_MAX_PAGES` | pages per run and stream set (default 50) |
 | `POLL_INITIAL_LOOKBACK_HOURS` | where a stream with no cursor starts (default 24 hours back) |
 """
@@ -40,6 +41,7 @@ from engagement.poller_settings import (
     DISCORD_API_BASE_URL,
     DISCORD_BOT_TOKEN,
     DISCORD_CHANNEL_IDS,
+    DISCORD_REACTION_LOOKBACK_HOURS,
     MEETUP_API_URL,
     MEETUP_GROUP_URLNAMES,
     MEETUP_TOKEN,
@@ -68,10 +70,13 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
     return value if value > 0 else default
 
 
-def build_source(platform: str, deps: Dependencies, env: dict[str, str]) -> tuple[Source, str, Any]:
+def build_source(
+    platform: str, deps: Dependencies, env: dict[str, str], backfill: bool = False
+) -> tuple[Source, str, Any]:
     """The source, the base URL of its API and its rate-limit hook for non-429 limits."""
     if platform == "discord":
-        source: Source = DiscordSource(deps.secret(DISCORD_BOT_TOKEN), _list(env, DISCORD_CHANNEL_IDS))
+        lookback = None if backfill else timedelta(hours=_int(env, DISCORD_REACTION_LOOKBACK_HOURS, 24))
+        source: Source = DiscordSource(deps.secret(DISCORD_BOT_TOKEN), _list(env, DISCORD_CHANNEL_IDS), lookback)
         return source, env.get(DISCORD_API_BASE_URL, DISCORD_BASE_URL), None
     if platform == "circle":
         return (
@@ -98,7 +103,7 @@ def build_poller(
 ) -> tuple[Poller, httpx.Client]:
     """A poller for `platform` on `deps`' tables; close the returned client when done."""
     env = dict(os.environ) if env is None else env
-    source, base_url, retryable = build_source(platform, deps, env)
+    source, base_url, retryable = build_source(platform, deps, env, backfill=bool(cursor_prefix))
     headers = source.headers() if source.not_configured() is None else {}
     client = httpx.Client(base_url=base_url, headers=headers, timeout=HTTP_TIMEOUT, transport=transport)
     lookback = timedelta(hours=_int(env, POLL_INITIAL_LOOKBACK_HOURS, DEFAULT_LOOKBACK_HOURS))
