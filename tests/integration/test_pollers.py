@@ -16,7 +16,7 @@ import pytest
 
 from engagement.adapters.cursors import CursorStore
 from engagement.adapters.polling import Budget
-from engagement.domain import discord
+from engagement.domain import discord_messages as discord
 from engagement.handlers.pollers import build_poller
 
 BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

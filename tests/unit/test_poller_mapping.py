@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from engagement.adapters.polling import retry_after_seconds
-from engagement.domain import circle, discord, meetup, taxonomy
+from engagement.domain import circle, meetup, taxonomy
+from engagement.domain import discord_messages as discord
 from engagement.domain.activity import Activity, Ignored, PayloadShapeError
 from tests.conftest import load_sample
 

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from engagement.adapters.polling import Entry, HttpFetcher, Page, mapped
-from engagement.domain import discord
+from engagement.domain import discord_messages as discord
 from engagement.domain.activity import PayloadShapeError
 from engagement.domain.taxonomy import Taxonomy
 

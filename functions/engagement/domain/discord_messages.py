@@ -1,4 +1,5 @@
-"""Discord messages and reactions, as the REST API returns them, to activities.
+"""Discord messages and reactions, as the REST API returns them, to activities (the poller's half; the signed
+interactions endpoint is `engagement.domain.discord`).
 
 Discord delivers message activity only over its gateway (a long-lived websocket), which a Lambda
 function cannot hold; the poller reads `GET /channels/{id}/messages` instead and hands each message
