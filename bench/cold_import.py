@@ -19,6 +19,10 @@ MODULES = [
     "boto3",
     "engagement.handlers.github_webhook",
     "engagement.handlers.discourse_webhook",
+    "engagement.handlers.slack_webhook",
+    "engagement.handlers.discord_webhook",
+    "engagement.handlers.bevy_webhook",
+    "engagement.handlers.events_endpoint",
     "engagement.handlers.recalc",
     "engagement.handlers.crm_sync",
 ]

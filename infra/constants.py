@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infra import community_webhooks
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = PROJECT_ROOT / "functions"
 REQUIREMENTS_FILE = FUNCTIONS_DIR / "requirements.txt"
@@ -63,6 +65,7 @@ MONITORING_ID = "Monitoring"
 POLLERS_ID = "Pollers"
 ALARM_TOPIC_ID = "AlarmTopic"
 WAF_ID = "WebAcl"
+COMMUNITY_WEBHOOKS_ID = "CommunityWebhooks"
 
 # Handlers.
 GITHUB_HANDLER = "engagement.handlers.github_webhook.lambda_handler"
@@ -80,8 +83,12 @@ DISCOURSE_WEBHOOK_PATH = f"/{WEBHOOKS_PATH}/{DISCOURSE_PATH}"
 # request per event; 20/s sustained is far above a busy community and still caps a replay storm.
 API_THROTTLE_RATE = 50
 API_THROTTLE_BURST = 100
-ROUTE_THROTTLE = {GITHUB_PATH: (20, 40), DISCOURSE_PATH: (20, 40)}
-SIGNATURE_HEADERS = {GITHUB_PATH: "X-Hub-Signature-256", DISCOURSE_PATH: "X-Discourse-Event-Signature"}
+ROUTE_THROTTLE = {GITHUB_PATH: (20, 40), DISCOURSE_PATH: (20, 40), **community_webhooks.ROUTE_THROTTLE}
+SIGNATURE_HEADERS = {
+    GITHUB_PATH: "X-Hub-Signature-256",
+    DISCOURSE_PATH: "X-Discourse-Event-Signature",
+    **community_webhooks.SIGNATURE_HEADERS,
+}
 
 # Stream to CRM.
 CRM_SYNC_BATCH_SIZE = 100

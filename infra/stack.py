@@ -24,6 +24,7 @@ from engagement import settings, tables
 from engagement.tables import TableSpec
 from infra import constants
 from infra.bundling import PipLayerBundler
+from infra.community_webhooks import CommunityWebhooks
 from infra.monitoring import Monitoring
 from infra.pollers import Pollers
 from infra.stages import StageConfig
@@ -547,7 +548,7 @@ class EngagementStack(Stack):
             constants.DISCOURSE_PATH: (constants.DISCOURSE_FUNCTION_ID, constants.DISCOURSE_HANDLER),
         }
         webhooks: dict[str, EngagementFunction] = {}
-        for platform in config.platforms:
+        for platform in (p for p in config.platforms if p in platform_specs):
             construct_id, handler = platform_specs[platform]
             secret = platform_secrets[platform]
             webhook = function(
@@ -571,6 +572,18 @@ class EngagementStack(Stack):
             webhook.allow("ReadSigningSecret", ["secretsmanager:GetSecretValue"], [secret.secret_arn])
             webhook.allow("ReadConfigOverrides", ["ssm:GetParameter"], [config_parameter_arn])
             webhooks[platform] = webhook
+
+        community = CommunityWebhooks(
+            self,
+            constants.COMMUNITY_WEBHOOKS_ID,
+            platforms=config.platforms,
+            make_function=function,
+            function_spec=FunctionSpec,
+            tables_by_spec=data.__getitem__,
+            environment=webhook_env,
+            config_parameter_arn=config_parameter_arn,
+            removal_policy=removal_policy,
+        )
 
         recalc = function(
             FunctionSpec(constants.RECALC_FUNCTION_ID, constants.RECALC_HANDLER, RECALC_TIMEOUT, RECALC_MEMORY_MB),
@@ -626,10 +639,11 @@ class EngagementStack(Stack):
             self,
             constants.API_ID,
             config=config,
-            functions={platform: fn.function for platform, fn in webhooks.items()},
+            functions={**{platform: fn.function for platform, fn in webhooks.items()}, **community.webhook_functions},
             removal_policy=removal_policy,
         )
         api = api_construct.api
+        community.add_events_route(api)
         RecalcSchedule(self, constants.RECALC_SCHEDULE_ID, expression=config.recalc_schedule, recalc=recalc.function)
         stream = CrmSyncStream(
             self,
@@ -642,7 +656,7 @@ class EngagementStack(Stack):
             self,
             constants.MONITORING_ID,
             config=config,
-            webhooks={platform: fn.function for platform, fn in webhooks.items()},
+            webhooks={**{platform: fn.function for platform, fn in webhooks.items()}, **community.functions},
             recalc=recalc.function,
             crm_sync=crm_sync.function,
             api=api,
@@ -668,6 +682,7 @@ class EngagementStack(Stack):
                 self, constants.DISCOURSE_WEBHOOK_URL_OUTPUT, value=api.url_for_path(constants.DISCOURSE_WEBHOOK_PATH)
             )
             CfnOutput(self, constants.DISCOURSE_SECRET_ARN_OUTPUT, value=secrets.discourse.secret_arn)
+        community.add_outputs(self, api)
         CfnOutput(self, constants.CRM_SYNC_FAILURE_QUEUE_URL_OUTPUT, value=stream.failures.queue_url)
         CfnOutput(self, constants.HUBSPOT_SECRET_ARN_OUTPUT, value=secrets.hubspot.secret_arn)
         for platform, secret in pollers.secrets.items():

@@ -9,6 +9,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 PLATFORMS = ("github", "discourse")
+# Enabled per stage with `-c platforms=...` (infra/community_webhooks.py); not in the defaults.
+COMMUNITY_PLATFORMS = ("slack", "discord", "bevy", "events")
 CRM_PROVIDERS = ("hubspot", "outbox")
 
 
@@ -81,9 +83,10 @@ def _bool(value: Any) -> bool:
 def _platforms(value: Any) -> tuple[str, ...]:
     names = value if isinstance(value, list) else str(value).split(",")
     platforms = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
-    unknown = set(platforms) - set(PLATFORMS)
+    known = PLATFORMS + COMMUNITY_PLATFORMS
+    unknown = set(platforms) - set(known)
     if unknown or not platforms:
-        raise StageConfigError(f"platforms must be a non-empty subset of {', '.join(PLATFORMS)}, not {value!r}")
+        raise StageConfigError(f"platforms must be a non-empty subset of {', '.join(known)}, not {value!r}")
     return platforms
 
 

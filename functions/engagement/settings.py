@@ -14,6 +14,12 @@ from engagement import tables
 GITHUB_WEBHOOK_SECRET = "GITHUB_WEBHOOK_SECRET"
 DISCOURSE_WEBHOOK_SECRET = "DISCOURSE_WEBHOOK_SECRET"
 HUBSPOT_TOKEN = "HUBSPOT_TOKEN"
+SLACK_SIGNING_SECRET = "SLACK_SIGNING_SECRET"
+SLACK_BOT_TOKEN = "SLACK_BOT_TOKEN"  # optional: with it, users.info supplies Slack members' emails
+DISCORD_PUBLIC_KEY = "DISCORD_PUBLIC_KEY"  # the application's Ed25519 public key (hex), kept like a secret
+BEVY_WEBHOOK_SECRET = "BEVY_WEBHOOK_SECRET"
+# JSON object of source name -> Standard Webhooks secret (`whsec_...`) for POST /events.
+EVENTS_SOURCE_SECRETS = "EVENTS_SOURCE_SECRETS"
 SECRET_ARN_SUFFIX = "_ARN"
 
 HUBSPOT_BASE_URL = "HUBSPOT_BASE_URL"

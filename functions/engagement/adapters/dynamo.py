@@ -28,7 +28,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from engagement.domain import scoring
-from engagement.domain.activity import Account, Activity, NormalizedEvent, bound_metadata
+from engagement.domain.activity import Account, Activity, NormalizedEvent, Withdrawal, bound_metadata
 from engagement.domain.taxonomy import Taxonomy
 from engagement.settings import Settings
 
@@ -70,6 +70,16 @@ class Recorded:
     status: str  # "stored" or "duplicate"
     event_id: str
     member_id: str | None = None
+    score: float | None = None
+    tier: str | None = None
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    status: str  # "withdrawn", "already_withdrawn" or "tombstone" (the event was not stored yet)
+    event_id: str
+    member_id: str | None = None
+    points: float = 0.0
     score: float | None = None
     tier: str | None = None
 
@@ -317,6 +327,102 @@ class Store:
                 }
             )
         return items
+
+    # Withdrawal ---------------------------------------------------------------------------
+
+    def withdraw(self, withdrawal: Withdrawal, received_at: datetime, taxonomy: Taxonomy) -> Withdrawn:
+        """Take back what a stored event earned: mark it `withdrawn_at` and subtract its contribution.
+
+        The event item stays (with `withdrawn_at`, ISO UTC) so a redelivery of the original stays a
+        duplicate and anything recomputing scores from events can count it as 0. The mark and the
+        subtraction from the member's accumulator happen in one transaction conditioned on the event
+        not being withdrawn yet, so a repeated withdrawal changes nothing. When the event was never
+        stored (the deletion arrived first), a zero-point tombstone is stored under its key instead,
+        so the late original is answered as a duplicate and never scores.
+        """
+        now = received_at.isoformat()
+        event: dict[str, Any] | None = None
+        for _ in range(3):
+            event = self.get_event(withdrawal.event_id)
+            if event is not None:
+                break
+            if self._tombstone(withdrawal, now):
+                return Withdrawn("tombstone", withdrawal.event_id)
+            # The original landed between our read and the tombstone's conditional put: withdraw it instead.
+        if event is None:
+            raise RuntimeError(f"could not settle the withdrawal of {withdrawal.event_id}")
+        if event.get("withdrawn_at"):
+            return Withdrawn("already_withdrawn", withdrawal.event_id, event.get("member_id"))
+        for attempt in stamina.retry_context(on=_is_conflict, attempts=TRANSACTION_ATTEMPTS, wait_max=1.0):
+            with attempt:
+                try:
+                    self.client.transact_write_items(TransactItems=self._withdraw_items(event, now))
+                except ClientError as error:
+                    if _reason(error, 0) == "ConditionalCheckFailed":
+                        return Withdrawn("already_withdrawn", withdrawal.event_id, event.get("member_id"))
+                    raise
+        member_id = str(event["member_id"])
+        refreshed = self.refresh(member_id, received_at, taxonomy)
+        return Withdrawn(
+            "withdrawn", withdrawal.event_id, member_id, float(event.get("points", 0)), refreshed.score, refreshed.tier
+        )
+
+    def _withdraw_items(self, event: dict[str, Any], now: str) -> list[dict[str, Any]]:
+        points = float(event.get("points", 0))
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.settings.events_table,
+                    "Key": to_item({"event_id": event["event_id"]}),
+                    "UpdateExpression": "SET withdrawn_at = :now",
+                    "ConditionExpression": "attribute_exists(event_id) AND attribute_not_exists(withdrawn_at)",
+                    "ExpressionAttributeValues": to_item({":now": now}),
+                }
+            }
+        ]
+        # The withdrawn event no longer counts; the count also guards `refresh`'s conditional write.
+        expression = "ADD event_count :minus_one"
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":minus_one": -1}
+        if points != 0:
+            occurred_at = datetime.fromisoformat(str(event["occurred_at"]).replace("Z", "+00:00"))
+            accumulator, term = scoring.contribution(points, int(event["half_life_seconds"]), occurred_at)
+            expression += ", #acc :negative"
+            names["#acc"] = accumulator
+            values[":negative"] = scoring.as_decimal(-term)
+        update: dict[str, Any] = {
+            "TableName": self.settings.members_table,
+            "Key": to_item({"member_id": event["member_id"]}),
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": to_item(values),
+            "ConditionExpression": "attribute_exists(member_id)",
+        }
+        if names:
+            update["ExpressionAttributeNames"] = names
+        items.append({"Update": update})
+        return items
+
+    def _tombstone(self, withdrawal: Withdrawal, now: str) -> bool:
+        tombstone = {
+            "event_id": withdrawal.event_id,
+            "platform": withdrawal.platform,
+            "signal": withdrawal.signal,
+            "points": 0,
+            "withdrawn_at": now,
+            "received_at": now,
+            "occurred_at": withdrawal.occurred_at.isoformat(),
+        }
+        try:
+            self.client.put_item(
+                TableName=self.settings.events_table,
+                Item=to_item(tombstone),
+                ConditionExpression="attribute_not_exists(event_id)",
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     # Raw payloads -------------------------------------------------------------------------
 

@@ -81,6 +81,20 @@ class Ignored:
 
 
 @dataclass(frozen=True)
+class Withdrawal:
+    """A delivery that takes back what an earlier event earned (a deleted Slack message).
+
+    `event_id` is the key the earlier event was (or, arriving out of order, would be) stored under.
+    """
+
+    event_id: str
+    platform: str
+    signal: str
+    reason: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
 class NormalizedEvent:
     """The one schema every accepted delivery becomes, as stored in the events table."""
 

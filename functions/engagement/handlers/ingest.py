@@ -2,6 +2,12 @@
 
 Order matters: the size check runs before hashing, and the signature is checked before the body
 is parsed, so an unauthenticated caller learns nothing about what we would accept.
+
+Platforms differ in how they sign (GitHub and Discourse: HMAC of the body in one header; Slack:
+HMAC of `v0:timestamp:body` with a replay window; Discord: Ed25519 over timestamp and body;
+Standard Webhooks: HMAC of `id.timestamp.body`), so each `Platform` brings its own `verify`;
+the default is the GitHub/Discourse scheme. Handshakes that must be answered in the platform's
+own words (Slack's `url_verification`, Discord's PING) go through `preflight` after verification.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from engagement.adapters.config_source import current_taxonomy
 from engagement.adapters.dynamo import Store
 from engagement.adapters.secrets import get_secret
 from engagement.domain import scoring, signatures
-from engagement.domain.activity import Activity, Ignored, PayloadShapeError
+from engagement.domain.activity import Activity, Ignored, PayloadShapeError, Withdrawal
 from engagement.domain.taxonomy import Taxonomy
 from engagement.handlers.errors import (
     BadRequest,
@@ -39,7 +45,13 @@ FORM = "application/x-www-form-urlencoded"
 # Event names and delivery ids are short; a longer value is not a real platform header.
 MAX_HEADER_CHARS = 200
 
-Classifier = Callable[[WebhookRequest, dict[str, Any], Taxonomy, datetime, Store], Activity | Ignored]
+Classifier = Callable[[WebhookRequest, dict[str, Any], Taxonomy, datetime, Store], Activity | Ignored | Withdrawal]
+# Checks a request's signature with the platform's secret at `now`; raises Unauthorized naming what is wrong.
+Verifier = Callable[[WebhookRequest, str, datetime], None]
+# Answers a verified handshake in the platform's own words (a Lambda proxy response), or None to go on.
+Preflight = Callable[[WebhookRequest, dict[str, Any]], dict[str, Any] | None]
+# Reshapes the pipeline's JSON answer where a platform requires its own (Discord: 204, interaction replies).
+Shaper = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,13 @@ class Platform:
     classify: Classifier
     media_types: tuple[str, ...] = (JSON, FORM)
     decode: Callable[[str, bytes], Any] = field(default=lambda media_type, body: json.loads(body))
+    verify: Verifier | None = None  # None: `sha256=<hex HMAC of the body>` in `signature_header`
+    preflight: Preflight | None = None
+    shape: Shaper | None = None
+    # Completes an activity from a platform API before it is stored (Slack: the email from users.info).
+    enrich: Callable[[Activity, Dependencies], Activity] | None = None
+    # Replaces classify-and-store for deliveries of many items (POST /events, Bevy): gets the verified payload.
+    process: Callable[[WebhookRequest, dict[str, Any], Dependencies], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -65,6 +84,8 @@ class Dependencies:
     taxonomy: Callable[[], Taxonomy] = current_taxonomy
     secret: Callable[[str], str | None] = get_secret
     clock: Callable[[], datetime] = scoring.utc_now
+    # Platform API clients a classifier may consult (e.g. Slack's users.info), built lazily by name.
+    clients: dict[str, Any] = field(default_factory=dict)
 
 
 def default_dependencies() -> Dependencies:
@@ -100,6 +121,21 @@ def handle(platform: Platform, event: dict[str, Any], deps: Dependencies) -> dic
 
 
 def _accept(platform: Platform, request: WebhookRequest, deps: Dependencies) -> dict[str, Any]:
+    payload, media_type = verified_payload(platform, request, deps)
+    if platform.preflight is not None:
+        answer = platform.preflight(request, payload)
+        if answer is not None:
+            logger.info("handshake answered")
+            return answer
+    if platform.process is not None:
+        response = platform.process(request, payload, deps)
+    else:
+        response = _classify_and_store(platform, request, payload, media_type, deps)
+    return platform.shape(payload, response) if platform.shape is not None else response
+
+
+def verify_signature(platform: Platform, request: WebhookRequest, deps: Dependencies) -> None:
+    """Size first, then the signature over the raw bytes; raises a WebhookError naming what is wrong."""
     limit = deps.settings.max_body_bytes
     if len(request.body) > limit:
         raise PayloadTooLarge("too_large", f"the body is {len(request.body)} bytes; the limit is {limit}")
@@ -110,9 +146,21 @@ def _accept(platform: Platform, request: WebhookRequest, deps: Dependencies) -> 
     secret = deps.secret(platform.secret_name)
     if not secret:
         raise NotConfigured(f"the {platform.name} webhook secret is not configured ({platform.secret_name})")
-    if not signatures.verify(signature, secret, request.body):
+    if platform.verify is not None:
+        platform.verify(request, secret, deps.clock())
+    elif not signatures.verify(signature, secret, request.body):
         raise Unauthorized("bad_signature", f"the {platform.signature_header} signature does not match the body")
 
+
+def verified_payload(platform: Platform, request: WebhookRequest, deps: Dependencies) -> tuple[dict[str, Any], str]:
+    """The decoded JSON object of a verified request, and its media type.
+
+    Raises:
+        WebhookError: too large, unsigned or wrongly signed, wrong content type, a missing or
+            oversized header, an empty body, or a body that is not a JSON object.
+        NotConfigured: the platform's secret is not set.
+    """
+    verify_signature(platform, request, deps)
     media_type = request.media_type
     if media_type not in platform.media_types:
         raise UnsupportedMediaType(
@@ -133,7 +181,12 @@ def _accept(platform: Platform, request: WebhookRequest, deps: Dependencies) -> 
         raise BadRequest("malformed_body", f"the body is not valid {media_type}: {error}") from None
     if not isinstance(payload, dict):
         raise BadRequest("malformed_body", "the body must be a JSON object")
+    return payload, media_type
 
+
+def _classify_and_store(
+    platform: Platform, request: WebhookRequest, payload: dict[str, Any], media_type: str, deps: Dependencies
+) -> dict[str, Any]:
     received_at = deps.clock()
     taxonomy = deps.taxonomy()
     try:
@@ -146,7 +199,11 @@ def _accept(platform: Platform, request: WebhookRequest, deps: Dependencies) -> 
         raise BadRequest("unexpected_shape", f"the payload does not have the shape its event names: {error}") from None
     if isinstance(outcome, Ignored):
         return _ignored(platform, outcome, deps, received_at, taxonomy)
+    if isinstance(outcome, Withdrawal):
+        return _withdrawn(outcome, deps, received_at, taxonomy)
 
+    if platform.enrich is not None:
+        outcome = platform.enrich(outcome, deps)
     logger.append_keys(event_id=outcome.event_id, action=outcome.action)
     recorded = deps.store.record(outcome, request.body, media_type, received_at, taxonomy)
     if recorded.status == "duplicate":
@@ -188,6 +245,23 @@ def _ignored(
     body: dict[str, Any] = {"status": "ignored", "code": outcome.code, "reason": outcome.reason}
     if member_id:
         body["member_id"] = member_id
+    return json_response(200, body)
+
+
+def _withdrawn(outcome: Withdrawal, deps: Dependencies, received_at: datetime, taxonomy: Taxonomy) -> dict[str, Any]:
+    logger.append_keys(event_id=outcome.event_id)
+    result = deps.store.withdraw(outcome, received_at, taxonomy)
+    logger.info("event withdrawn", extra={"result": result.status, "member_id": result.member_id})
+    metrics.add_metric(name="EventsWithdrawn", unit=MetricUnit.Count, value=1)
+    body: dict[str, Any] = {"status": "withdrawn", "result": result.status, "event_id": result.event_id}
+    if result.status == "withdrawn":
+        body.update(
+            member_id=result.member_id,
+            points_withdrawn=result.points,
+            score=round(result.score or 0.0, 4),
+            tier=result.tier,
+        )
+    body["reason"] = outcome.reason
     return json_response(200, body)
 
 

@@ -23,6 +23,10 @@ err = Console(stderr=True)
 FUNCTIONS = {
     "github-webhook": "engagement.handlers.github_webhook",
     "discourse-webhook": "engagement.handlers.discourse_webhook",
+    "slack-webhook": "engagement.handlers.slack_webhook",
+    "discord-webhook": "engagement.handlers.discord_webhook",
+    "bevy-webhook": "engagement.handlers.bevy_webhook",
+    "events-endpoint": "engagement.handlers.events_endpoint",
     "recalc": "engagement.handlers.recalc",
     "crm-sync": "engagement.handlers.crm_sync",
     "discord-poller": "engagement.handlers.discord_poller",
@@ -100,6 +104,9 @@ def invoke(
     handler = _handler(function)
     stack = _start(LocalStack())
     try:
+        from engagement.local.sample_clock import pin_clock
+
+        pin_clock(sys.modules[handler.__module__], event)  # samples signed long ago verify as when recorded
         response = handler(event, LambdaContext(function))
     finally:
         stack.stop()
@@ -110,7 +117,7 @@ def invoke(
 def serve(port: int = typer.Option(8000, help="Port on 127.0.0.1")) -> None:
     """Serve POST /webhooks/{platform} locally, with an embedded DynamoDB and the CRM sync stream."""
     from engagement.handlers import crm_sync
-    from engagement.local.server import make_server
+    from engagement.local.server import make_server, webhook_routes
     from engagement.local.stack import LocalStack, StreamPump
 
     _logs_to_stderr()
@@ -138,7 +145,7 @@ def serve(port: int = typer.Option(8000, help="Port on 127.0.0.1")) -> None:
     threading.Thread(target=pump_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     console.print(f"DynamoDB endpoint: {stack.endpoint} ({'embedded moto' if stack.embedded else 'external'})")
-    console.print(f"Webhooks: {base}/webhooks/github  {base}/webhooks/discourse")
+    console.print("Webhooks: " + "  ".join(f"{base}{path}" for path in webhook_routes()))
     console.print(f"CRM updates go to: {_crm_destination()}")
     console.print(f"Other commands find this stack through {state}. Ctrl-C stops.")
     try:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import track
 
 from engagement.domain.signatures import sign
-from engagement.local import demo_data
+from engagement.local import demo_community, demo_data
 from engagement.local import members as view
 from engagement.local.stack import LOCAL_SECRETS, LocalStack, StreamPump, home
 
@@ -36,7 +36,10 @@ def run_demo(console: Console) -> int:
     server = make_server(0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    console.print(f"Local stack: DynamoDB at {stack.endpoint}, webhooks at {base}/webhooks/{{github,discourse}}")
+    console.print(
+        f"Local stack: DynamoDB at {stack.endpoint}, webhooks at {base}/webhooks/{{github,discourse,slack}} "
+        f"and {base}/events"
+    )
     try:
         deliveries = demo_data.build()
         outcomes: Counter[str] = Counter()
@@ -56,6 +59,7 @@ def run_demo(console: Console) -> int:
                 outcomes[f"{response.status_code} {status}"] += 1
                 if status != "stored":
                     notes.append((delivery.note, answer.get("reason") or answer.get("message") or status))
+            demo_community.post_all(client, demo_data.datetime.now(demo_data.UTC), outcomes, notes)
 
         pump = StreamPump(stack, crm_sync.lambda_handler)
         pump.drain()

@@ -1,6 +1,6 @@
 """A local stand-in for API Gateway: each HTTP request becomes the REST API proxy event.
 
-Only `POST /webhooks/{platform}` exists, as in the deployed API; each request is handed to the
+Only `POST /webhooks/{platform}` and `POST /events` exist, as in the deployed API; each request is handed to the
 same `lambda_handler` the deployed function runs, with the event shape API Gateway (v1, Lambda
 proxy integration) delivers, and its response is written back unchanged.
 """
@@ -25,10 +25,12 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 def webhook_routes() -> dict[str, tuple[str, Handler]]:
     from engagement.handlers import discourse_webhook, github_webhook
+    from engagement.local.server_routes import community_routes
 
     return {
         "/webhooks/github": ("GithubWebhookFunction", github_webhook.lambda_handler),
         "/webhooks/discourse": ("DiscourseWebhookFunction", discourse_webhook.lambda_handler),
+        **community_routes(),
     }
 
 

@@ -27,6 +27,12 @@ LOCAL_SECRETS = {
     # The secret the bundled sample events in events/ are signed with; a real secret wins when set.
     "GITHUB_WEBHOOK_SECRET": "engagement-local-secret",
     "DISCOURSE_WEBHOOK_SECRET": "engagement-local-secret",
+    "SLACK_SIGNING_SECRET": "engagement-local-secret",
+    "BEVY_WEBHOOK_SECRET": "engagement-local-secret",
+    # The public half of the Ed25519 key whose seed is sha256("engagement-local-secret") (local/signing.py).
+    "DISCORD_PUBLIC_KEY": "22ecac7adc14b743bcd9477bf1824c8d8389a2cd91f2bdedc788832430cbe57e",
+    # Source `local-script` for POST /events: whsec_ + base64("engagement-local-secret").
+    "EVENTS_SOURCE_SECRETS": '{"local-script": "whsec_ZW5nYWdlbWVudC1sb2NhbC1zZWNyZXQ="}',
 }
 AWS_DEFAULTS = {
     "AWS_DEFAULT_REGION": "us-east-1",
