@@ -283,3 +283,24 @@ def test_retry_after_as_an_http_date():
 
 def test_no_hint_means_none():
     assert retry_after_seconds(httpx.Response(500, text="oops")) is None
+
+
+# Meetup listing order ----------------------------------------------------------------------------
+
+
+def test_a_meetup_listing_with_more_pages_must_be_oldest_first():
+    from engagement.adapters.meetup_api import MeetupSource
+    from engagement.adapters.polling import Budget, HttpFetcher, PollFailed
+
+    def newest_first(request: httpx.Request) -> httpx.Response:
+        edges = [
+            {"node": {"id": "2", "dateTime": "2026-11-08T18:00:00+00:00", "eventType": "ONLINE"}},
+            {"node": {"id": "1", "dateTime": "2026-11-01T18:00:00+00:00", "eventType": "ONLINE"}},
+        ]
+        connection = {"pageInfo": {"hasNextPage": True, "endCursor": "x"}, "edges": edges}
+        return httpx.Response(200, json={"data": {"groupByUrlname": {"id": "9", "events": connection}}})
+
+    source = MeetupSource("token", ["maple-devs"])
+    http = HttpFetcher(httpx.Client(transport=httpx.MockTransport(newest_first)), Budget(5))
+    with pytest.raises(PollFailed, match="out of date order"):
+        source.fetch("group:maple-devs", {"after": "2026-10-01T00:00:00+00:00", "done": []}, http, TAXONOMY, NOW)

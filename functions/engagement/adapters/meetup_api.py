@@ -137,9 +137,15 @@ class MeetupSource:
             connection = group.get("events") or {}
             nodes = [e.get("node") for e in connection.get("edges") or [] if isinstance(e, dict)]
             events = [n for n in nodes if isinstance(n, dict) and n.get("id")]
+            listed = [parse_timestamp(e.get("dateTime"), now) for e in events]
+            has_more = bool((connection.get("pageInfo") or {}).get("hasNextPage"))
+            if has_more and listed != sorted(listed):
+                # Only an oldest-first listing can be consumed a page at a time: with newest first, moving the cursor
+                # past this page would skip the older events on the next one.
+                raise PollFailed("Meetup listed past events out of date order; refusing to move past them")
             events = [e for e in events if parse_timestamp(e.get("dateTime"), now) >= after and e["id"] not in done]
             events.sort(key=lambda e: (parse_timestamp(e.get("dateTime"), now), str(e["id"])))
-            cached = (key, events, bool((connection.get("pageInfo") or {}).get("hasNextPage")))
+            cached = (key, events, has_more)
         return cached[1], cached[2]
 
     def fetch(self, stream: str, state: dict[str, Any], http: HttpFetcher, taxonomy: Taxonomy, now: datetime) -> Page:
