@@ -18,6 +18,7 @@ from engagement.adapters.cursors import CursorStore
 from engagement.adapters.polling import Budget
 from engagement.domain import discord_messages as discord
 from engagement.handlers.pollers import build_poller
+from tests.conftest import ROOT
 
 BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 CHANNEL = "900000000000000001"
@@ -598,3 +599,31 @@ def test_a_malformed_message_is_ignored_with_its_reason_and_never_blocks_the_cha
     assert CursorStore(deps.settings, deps.store.client).get(f"discord:channel:{CHANNEL}").state == {
         "after": messages[2]["id"]
     }
+
+
+# The scheduled handler ---------------------------------------------------------------------------
+
+
+def test_the_scheduled_run_raises_when_a_stream_failed_and_keeps_its_cursor(deps, context, monkeypatch):
+    from engagement.handlers.pollers import PollError, run_scheduled
+
+    monkeypatch.setenv("DISCORD_CHANNEL_IDS", CHANNEL)
+    deps.secret = lambda name: "revoked-token" if name == "DISCORD_BOT_TOKEN" else None
+
+    def unauthorized(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"message": "401: Unauthorized", "code": 0})
+
+    event = json.loads((ROOT / "events" / "discord-poller.scheduled.json").read_text())
+    with pytest.raises(PollError, match="HTTP 401"):
+        run_scheduled("discord", event, context, deps, transport=httpx.MockTransport(unauthorized))
+    assert CursorStore(deps.settings, deps.store.client).get(f"discord:channel:{CHANNEL}") is None
+
+
+def test_the_scheduled_run_of_an_unconfigured_poller_does_nothing(deps, context, monkeypatch):
+    from engagement.handlers.pollers import run_scheduled
+
+    monkeypatch.delenv("MEETUP_GROUP_URLNAMES", raising=False)
+    deps.secret = lambda name: None
+    result = run_scheduled("meetup", {}, context, deps)
+    assert result == {"platform": "meetup", "status": "not_configured", "reason": result["reason"], "streams": []}
+    assert "MEETUP_TOKEN" in result["reason"]

@@ -120,7 +120,14 @@ def build_poller(
     return poller, client
 
 
-def run_scheduled(platform: str, event: dict[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
+def run_scheduled(
+    platform: str,
+    event: dict[str, Any],
+    context: Any,
+    deps: Dependencies,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
     """One scheduled run: every stream from its cursor, within the page budget and the Lambda deadline.
 
     Raises:
@@ -129,7 +136,7 @@ def run_scheduled(platform: str, event: dict[str, Any], context: Any, deps: Depe
     metrics.add_dimension(name="platform", value=platform)
     env = dict(os.environ)
     budget = Budget.from_context(context, _int(env, POLL_MAX_PAGES, DEFAULT_MAX_PAGES))
-    poller, client = build_poller(platform, deps, budget, env=env)
+    poller, client = build_poller(platform, deps, budget, env=env, transport=transport, sleep=sleep)
     with client:
         summary: PollSummary = poller.run()
     result = summary.as_dict()
