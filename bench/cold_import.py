@@ -25,6 +25,9 @@ MODULES = [
     "engagement.handlers.events_endpoint",
     "engagement.handlers.recalc",
     "engagement.handlers.crm_sync",
+    "engagement.handlers.crm_reconcile",
+    "engagement.handlers.hubspot_webhook",
+    "engagement.handlers.hubspot_pull",
 ]
 PROBE = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 

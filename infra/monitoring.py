@@ -123,8 +123,8 @@ class Monitoring(Construct):
             threshold=1,
             description="Stream records the CRM sync gave up on are waiting in the failure queue.",
         )
-        # Reconcile lag: there is no CRM reconcile job yet, so this watches the daily recalculation instead: with
-        # hourly periods, 25 of 25 without a successful run (missing data counts) means none in 25 hours.
+        # The daily recalculation (the CRM reconcile job has its own alarm, infra/crm.py): with hourly periods,
+        # 25 of 25 without a successful run (missing data counts) means none in 25 hours.
         self._alarm(
             "RecalcMissed",
             cloudwatch.MathExpression(

@@ -25,6 +25,7 @@ from engagement.tables import TableSpec
 from infra import constants
 from infra.bundling import PipLayerBundler
 from infra.community_webhooks import CommunityWebhooks
+from infra.crm import CrmIntegration
 from infra.monitoring import Monitoring
 from infra.pollers import Pollers
 from infra.stages import StageConfig
@@ -46,7 +47,7 @@ def _attribute(name: str, type_code: str = "S") -> dynamodb.Attribute:
 
 
 class Tables(Construct):
-    """The four tables of engagement.tables, built from their specs."""
+    """The tables of engagement.tables, built from their specs."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy, deletion_protection: bool
@@ -672,6 +673,22 @@ class EngagementStack(Stack):
                     "AWS documents this managed policy for it, and it is not used by any function.",
                 )
             )
+
+        CrmIntegration(
+            self,
+            "Crm",
+            crm_provider=config.crm_provider,
+            data=data,
+            make_function=function,
+            function_spec=FunctionSpec,
+            crm_sync=crm_sync,
+            crm_env=crm_env,
+            hubspot_token=secrets.hubspot,
+            config_parameter_arn=config_parameter_arn,
+            api=api,
+            alarm_topic=monitoring.topic,
+            removal_policy=removal_policy,
+        )
 
         CfnOutput(self, constants.API_URL_OUTPUT, value=api.url)
         if constants.GITHUB_PATH in webhooks:

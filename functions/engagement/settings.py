@@ -14,6 +14,8 @@ from engagement import tables
 GITHUB_WEBHOOK_SECRET = "GITHUB_WEBHOOK_SECRET"
 DISCOURSE_WEBHOOK_SECRET = "DISCOURSE_WEBHOOK_SECRET"
 HUBSPOT_TOKEN = "HUBSPOT_TOKEN"
+HUBSPOT_CLIENT_SECRET = "HUBSPOT_CLIENT_SECRET"  # the app's client secret: signs webhook deliveries (v3)
+SLACK_WEBHOOK_URL = "SLACK_WEBHOOK_URL"  # an incoming webhook URL is itself a credential
 SLACK_SIGNING_SECRET = "SLACK_SIGNING_SECRET"
 SLACK_BOT_TOKEN = "SLACK_BOT_TOKEN"  # optional: with it, users.info supplies Slack members' emails
 DISCORD_PUBLIC_KEY = "DISCORD_PUBLIC_KEY"  # the application's Ed25519 public key (hex), kept like a secret
@@ -29,6 +31,11 @@ CONFIG_PARAMETER = "ENGAGEMENT_CONFIG_PARAMETER"
 CONFIG_FILE = "ENGAGEMENT_CONFIG_FILE"
 MAX_BODY_BYTES = "MAX_BODY_BYTES"
 RAW_RETENTION_DAYS = "RAW_RETENTION_DAYS"
+HUBSPOT_CALLS_PER_10S = "HUBSPOT_CALLS_PER_10S"
+HUBSPOT_CALLS_PER_SECOND = "HUBSPOT_CALLS_PER_SECOND"
+HUBSPOT_SEARCH_PER_SECOND = "HUBSPOT_SEARCH_PER_SECOND"
+HUBSPOT_PLAN_PROPERTY = "HUBSPOT_PLAN_PROPERTY"
+HUBSPOT_WEBHOOK_URL = "HUBSPOT_WEBHOOK_URL"
 
 DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
 # Lambda refuses synchronous invocations whose event exceeds 6 MB, so a larger body can never
@@ -36,6 +43,12 @@ DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
 DEFAULT_MAX_BODY_BYTES = 6_000_000
 DEFAULT_RAW_RETENTION_DAYS = 90
 DEFAULT_OUTBOX_PATH = ".engagement/outbox.jsonl"
+# HubSpot's documented limits for a private app on the Free/Starter tier: 100 requests per 10 seconds
+# (Professional and Enterprise: 190), and 4 requests per second for the CRM search endpoints. Raise them
+# per account; 429s are still honoured if another app shares the budget.
+DEFAULT_HUBSPOT_CALLS_PER_10S = 100
+DEFAULT_HUBSPOT_CALLS_PER_SECOND = 10
+DEFAULT_HUBSPOT_SEARCH_PER_SECOND = 4
 CRM_PROVIDERS = ("hubspot", "outbox")
 
 
@@ -55,6 +68,13 @@ class Settings:
     hubspot_base_url: str
     outbox_path: str
     cursors_table: str = tables.CURSORS.default_name
+    outcomes_table: str = tables.OUTCOMES.default_name
+    sync_table: str = tables.SYNC.default_name
+    hubspot_calls_per_10s: int = DEFAULT_HUBSPOT_CALLS_PER_10S
+    hubspot_calls_per_second: int = DEFAULT_HUBSPOT_CALLS_PER_SECOND
+    hubspot_search_per_second: int = DEFAULT_HUBSPOT_SEARCH_PER_SECOND
+    hubspot_plan_property: str | None = None
+    hubspot_webhook_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -73,6 +93,13 @@ class Settings:
             hubspot_base_url=env.get(HUBSPOT_BASE_URL, DEFAULT_HUBSPOT_BASE_URL).rstrip("/"),
             outbox_path=env.get(OUTBOX_PATH, DEFAULT_OUTBOX_PATH),
             cursors_table=env.get(tables.CURSORS.env_var, tables.CURSORS.default_name),
+            outcomes_table=env.get(tables.OUTCOMES.env_var, tables.OUTCOMES.default_name),
+            sync_table=env.get(tables.SYNC.env_var, tables.SYNC.default_name),
+            hubspot_calls_per_10s=_positive_int(env, HUBSPOT_CALLS_PER_10S, DEFAULT_HUBSPOT_CALLS_PER_10S),
+            hubspot_calls_per_second=_positive_int(env, HUBSPOT_CALLS_PER_SECOND, DEFAULT_HUBSPOT_CALLS_PER_SECOND),
+            hubspot_search_per_second=_positive_int(env, HUBSPOT_SEARCH_PER_SECOND, DEFAULT_HUBSPOT_SEARCH_PER_SECOND),
+            hubspot_plan_property=env.get(HUBSPOT_PLAN_PROPERTY) or None,
+            hubspot_webhook_url=env.get(HUBSPOT_WEBHOOK_URL) or None,
         )
 
 

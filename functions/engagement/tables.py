@@ -63,6 +63,26 @@ RAW = TableSpec(
     ttl_attribute="expires_at",
 )
 
+# CRM outcomes (issue 4): lifecycle stage, plan and closed-won deals that came back from a CRM, per member.
+# `outcome_id` is `<crm>:<object type>:<object id>` (`hubspot:deal:123`).
+OUTCOMES = TableSpec(
+    logical_id="OutcomesTable",
+    env_var="OUTCOMES_TABLE",
+    default_name="engagement-outcomes",
+    partition_key="member_id",
+    sort_key="outcome_id",
+)
+
+# CRM sync state (issue 4): per member, what each CRM last took (`crm#<crm>`), the tasks and alerts claimed
+# for a tier entry (`task#<crm>#<version>`, `alert#<channel>#<version>`), and pull cursors (member `#pull`).
+SYNC = TableSpec(
+    logical_id="SyncStateTable",
+    env_var="SYNC_TABLE",
+    default_name="engagement-sync",
+    partition_key="member_id",
+    sort_key="sync_key",
+)
+
 # Poller cursors (issue 3): one item per (platform, stream), e.g. `discord:channel:123`.
 CURSORS = TableSpec(
     logical_id="CursorsTable",
@@ -71,4 +91,4 @@ CURSORS = TableSpec(
     partition_key="cursor_id",
 )
 
-ALL_TABLES: tuple[TableSpec, ...] = (MEMBERS, EVENTS, IDENTITIES, RAW, CURSORS)
+ALL_TABLES: tuple[TableSpec, ...] = (MEMBERS, EVENTS, IDENTITIES, RAW, OUTCOMES, SYNC, CURSORS)

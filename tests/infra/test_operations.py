@@ -48,6 +48,13 @@ ACTIONS_BY_HANDLER = {
         "sqs:SendMessage",
         "sqs:GetQueueAttributes",
         "sqs:GetQueueUrl",
+        # Issue 4: sync state (claims, synced versions) and the events by-member index for task reasons.
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
     },
 }
 # The only actions AWS authorizes on Resource "*" alone (no resource-level permissions).
@@ -340,7 +347,17 @@ def test_only_the_crm_sync_has_reserved_concurrency(dev: dict[str, Any]) -> None
         for r in _of_type(dev, "AWS::Lambda::Function").values()
     }
 
-    assert reserved == {GITHUB_HANDLER: None, DISCOURSE_HANDLER: None, RECALC_HANDLER: None, CRM_SYNC_HANDLER: 2}
+    crm_functions = {
+        f"engagement.handlers.{name}.lambda_handler": None
+        for name in ("crm_reconcile", "hubspot_webhook", "hubspot_pull")
+    }
+    assert reserved == {
+        GITHUB_HANDLER: None,
+        DISCOURSE_HANDLER: None,
+        RECALC_HANDLER: None,
+        CRM_SYNC_HANDLER: 2,
+        **crm_functions,
+    }
 
 
 # 6. Alarms and dashboard
@@ -359,8 +376,9 @@ def _alarm_on(template: dict[str, Any], metric_name: str, namespace: str) -> lis
 def test_every_alarm_targets_the_one_topic(dev: dict[str, Any]) -> None:
     (topic_id,) = _of_type(dev, "AWS::SNS::Topic")
 
-    # Errors and throttles for 4 functions, API 5xx, iterator age, queue depth, recalc lag, 2 bad-signature alarms.
-    assert len(_alarms(dev)) == 14
+    # Errors and throttles for 4 functions, API 5xx, iterator age, queue depth, recalc lag, 2 bad-signature alarms;
+    # and (infra/crm.py) errors and throttles for reconcile, HubSpot webhook and pull, and reconcile lag.
+    assert len(_alarms(dev)) == 14 + 7
     for alarm in _alarms(dev).values():
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
 
@@ -400,7 +418,7 @@ def test_stream_iterator_age_and_failure_queue_alarms(dev: dict[str, Any]) -> No
 
 def test_recalc_lag_alarm_breaches_without_a_successful_run_in_25_hours(dev: dict[str, Any]) -> None:
     recalc = _function_id(dev, RECALC_HANDLER)
-    (alarm,) = [a for a in _alarms(dev).values() if "Metrics" in a]
+    (alarm,) = [a for a in _alarms(dev).values() if "Metrics" in a and recalc in json.dumps(a["Metrics"])]
     metrics = {m["Id"]: m for m in alarm["Metrics"]}
 
     assert alarm["ComparisonOperator"] == "LessThanThreshold"
@@ -448,17 +466,25 @@ def test_a_stage_can_enable_platforms_and_choose_the_crm(variant: dict[str, Any]
     handlers = {r["Properties"]["Handler"] for r in _of_type(variant, "AWS::Lambda::Function").values()}
     env = _function(variant, CRM_SYNC_HANDLER)["Environment"]["Variables"]
 
-    assert handlers == {GITHUB_HANDLER, RECALC_HANDLER, CRM_SYNC_HANDLER}
+    # The reconcile (infra/crm.py) runs for any CRM; HubSpot's inbound functions only with HubSpot.
+    assert handlers == {
+        GITHUB_HANDLER,
+        RECALC_HANDLER,
+        CRM_SYNC_HANDLER,
+        "engagement.handlers.crm_reconcile.lambda_handler",
+    }
     assert len(_of_type(variant, "AWS::ApiGateway::Method")) == 1
     assert "DiscourseWebhookUrl" not in variant["Outputs"]
     assert env["CRM_PROVIDER"] == "outbox"
     assert env["OUTBOX_PATH"].startswith("/tmp/")
     assert "HUBSPOT_TOKEN_ARN" not in env
-    assert not any(
-        a.startswith("secretsmanager:")
+    # Only the Slack alert webhook (issue 4; alerts do not depend on the CRM) is a secret here.
+    secret_resources = [
+        s["Resource"]
         for s in _role_statements(variant, CRM_SYNC_HANDLER)
-        for a in _as_list(s["Action"])
-    )
+        if any(a.startswith("secretsmanager:") for a in _as_list(s["Action"]))
+    ]
+    assert secret_resources == [{"Ref": env["SLACK_WEBHOOK_URL_ARN"]["Ref"]}]
     assert not _of_type(variant, "AWS::ApiGateway::Account")
     # crm_sync_concurrency=0: no reservation, for accounts whose Lambda quota is 10.
     assert "ReservedConcurrentExecutions" not in _function(variant, CRM_SYNC_HANDLER)

@@ -17,7 +17,8 @@ from engagement.handlers.recalc import recalculate
 from engagement.local.server import make_server
 from engagement.local.stack import StreamPump
 from tests.conftest import discourse_headers, github_headers, github_push
-from tests.unit.test_crm_sync import FakeHubSpot, hubspot
+from tests.hubspot_fake import FakeHubSpot
+from tests.unit.test_crm_sync import hubspot
 
 NOW = datetime.now(UTC)
 
@@ -70,7 +71,8 @@ def test_deliveries_become_scored_members_in_the_crm(stack, server, context):
     assert expected > 150
 
     fake = FakeHubSpot()
-    pump = StreamPump(stack, lambda event, ctx: crm_sync.sync(event, ctx, hubspot(fake)))
+    sync_deps = crm_sync.default_dependencies()
+    pump = StreamPump(stack, lambda event, ctx: crm_sync.sync(event, ctx, hubspot(fake), sync_deps))
     pump.drain()
 
     upserts = [item for call in fake.calls("/crm/v3/objects/contacts/batch/upsert") for item in call["inputs"]]
@@ -78,7 +80,7 @@ def test_deliveries_become_scored_members_in_the_crm(stack, server, context):
     assert final["id"] == "ana@example.com"
     assert final["properties"]["community_tier"] == "Champion"
     assert float(final["properties"]["community_score"]) == pytest.approx(expected, abs=0.05)
-    tasks = fake.calls("/crm/v3/objects/tasks")
+    tasks = [task for call in fake.calls("/crm/v3/objects/tasks/batch/create") for task in call["inputs"]]
     assert [t["properties"]["hs_task_subject"].split(":")[0] for t in tasks] == ["Community Champion"]
     assert all(item["id"] == "ana@example.com" for item in upserts)  # the bot never reached the CRM
 

@@ -15,6 +15,7 @@ from engagement.adapters.outbox import Outbox
 from engagement.domain import taxonomy
 from engagement.domain.crm import MemberChange, Skipped, change_from_images, latest_per_member
 from engagement.handlers import crm_sync
+from tests.hubspot_fake import FakeHubSpot as DocFake
 
 BASE = "https://api.hubapi.test"
 TAX = taxonomy.build()
@@ -198,10 +199,11 @@ def test_member_with_no_activity_is_not_pushed():
 
 
 def test_upsert_by_email_and_task_for_tier_entry():
-    fake = FakeHubSpot()
-    change = change_from_images(member(version=1, tier="Active", score=60.0), member(), TAX)
+    fake = DocFake()
+    fake.contacts["ana@example.com"] = {"id": "1001", "properties": {"hubspot_owner_id": "83421"}}
+    change = change_from_images(member(version=1, tier="Active", score=60.0), member(email=" Ana@Example.com "), TAX)
     result = hubspot(fake).push([change])
-    assert result.pushed == {"m1"} and not result.failed
+    assert result.pushed == {"m1"} and not result.failed and result.records == {"m1": "1001"}
     (upsert,) = fake.calls("/crm/v3/objects/contacts/batch/upsert")
     assert upsert == {
         "inputs": [
@@ -213,10 +215,14 @@ def test_upsert_by_email_and_task_for_tier_entry():
             }
         ]
     }
-    (task,) = fake.calls("/crm/v3/objects/tasks")
+    (owners,) = fake.calls("/crm/v3/objects/contacts/batch/read")
+    assert owners == {"properties": ["hubspot_owner_id"], "inputs": [{"id": "1001"}]}
+    (tasks,) = fake.calls("/crm/v3/objects/tasks/batch/create")
+    (task,) = tasks["inputs"]
     assert task["associations"] == [
         {"to": {"id": "1001"}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 204}]}
     ]
+    assert task["properties"]["hubspot_owner_id"] == "83421"
     assert "Power User" in task["properties"]["hs_task_subject"]
     assert fake.requests[0].headers["Authorization"] == "Bearer pat-test"
 
@@ -300,7 +306,20 @@ def test_400_is_not_retried():
 # The stream handler -----------------------------------------------------------------------
 
 
-def test_stream_batch_reports_failed_sequence_numbers(context):
+@pytest.fixture
+def sync_deps(stack, clock):
+    import boto3
+
+    from engagement.adapters.dynamo import Store
+    from engagement.adapters.sync_state import SyncStore
+    from engagement.settings import Settings
+
+    settings = Settings.from_env()
+    client = boto3.client("dynamodb", endpoint_url=stack.endpoint, region_name="us-east-1")
+    return crm_sync.SyncDependencies(sync=SyncStore(settings, client), store=Store(settings, client), clock=clock)
+
+
+def test_stream_batch_reports_failed_sequence_numbers(context, sync_deps):
     # ana lands, bo's contact is refused item by item; the record without email is skipped, not failed.
     partial = httpx.Response(
         207,
@@ -311,7 +330,7 @@ def test_stream_batch_reports_failed_sequence_numbers(context):
             "errors": [],
         },
     )
-    fake = FakeHubSpot([partial])
+    fake = DocFake(faults={0: partial})
     event = {
         "Records": [
             record("100", member(version=1, tier="Active", score=60.0), member()),
@@ -319,14 +338,14 @@ def test_stream_batch_reports_failed_sequence_numbers(context):
             record("300", None, member(member_id="m3", email=None, tier="Lurker", score=1.0), "INSERT"),
         ]
     }
-    response = crm_sync.sync(event, context, hubspot(fake))
+    response = crm_sync.sync(event, context, hubspot(fake), sync_deps)
     assert response == {"batchItemFailures": [{"itemIdentifier": "200"}]}
 
 
-def test_unchanged_records_cost_no_calls(context):
+def test_unchanged_records_cost_no_calls(context, sync_deps):
     fake = FakeHubSpot()
     event = {"Records": [record("1", member(), member(a_1_0=3.0))]}
-    assert crm_sync.sync(event, context, hubspot(fake)) == {"batchItemFailures": []}
+    assert crm_sync.sync(event, context, hubspot(fake), sync_deps) == {"batchItemFailures": []}
     assert fake.requests == []
 
 

@@ -1,15 +1,24 @@
-"""HubSpot CRM v3 over httpx: batch upsert of contacts by email, and tasks for tier entries.
+"""HubSpot CRM v3 over httpx: batch upsert of contacts by email, tasks for tier entries, property setup.
 
-Limits and shapes from HubSpot's documentation: batch endpoints take at most 100 inputs; a 429
-carries the policy that was hit and, where given, `Retry-After` in seconds; 5xx answers are
-transient. A 2xx batch answer is checked item by item: any email missing from `results` counts
-as failed, so the stream record is retried rather than silently marked done.
+Limits and shapes from HubSpot's documentation: batch endpoints take at most 100 inputs; a private
+app may make 100 requests per 10 seconds (190 on Professional and Enterprise) and the search
+endpoints 4 per second, so every request first passes a client-side limiter; a 429 carries the
+policy that was hit and, where given, `Retry-After` in seconds; 5xx answers are transient.
+
+A 2xx or 207 batch answer is checked item by item: an input missing from `results` counts as failed
+(with the reasons from `errors`), so its stream record is retried rather than silently marked done.
+A batch refused with 400 is split in halves until the bad input is alone, so one malformed email
+cannot block the other 99. A 409 names the existing contact, which is then updated by id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +31,12 @@ BATCH_LIMIT = 100
 TASK_TO_CONTACT = 204  # HubSpot-defined association type: task -> contact
 DEFAULT_RETRY_SECONDS = 1.0
 MAX_RETRY_AFTER_SECONDS = 20.0
+UPSERT_PATH = "/crm/v3/objects/contacts/batch/upsert"
+UPDATE_PATH = "/crm/v3/objects/contacts/batch/update"
+READ_CONTACTS_PATH = "/crm/v3/objects/contacts/batch/read"
+TASKS_PATH = "/crm/v3/objects/tasks/batch/create"
+PROPERTY_GROUP = "community_engagement"
+EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 
 
 class TransientError(Exception):
@@ -35,12 +50,58 @@ class TransientError(Exception):
 class CrmRejected(Exception):
     """A 4xx other than 429: retrying the same request will not help."""
 
+    def __init__(self, message: str, status: int = 400, body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body or {}
+
 
 @dataclass
 class PushResult:
     pushed: set[str] = field(default_factory=set)  # member ids
     failed: dict[str, str] = field(default_factory=dict)  # member id -> reason
     calls: int = 0
+    # Optional for adapters: the CRM record each pushed member landed on, and members deliberately not sent
+    # (e.g. a second member with the same email: the CRM holds one contact per email) with the reason.
+    records: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+class RateLimiter:
+    """Sliding-window limits, e.g. [(100, 10.0), (10, 1.0)]: at most 100 calls in any 10 s and 10 in any 1 s.
+
+    Per process: concurrent Lambda instances each keep their own budget, which is why the CRM sync
+    function's concurrency is reserved low (infra) and 429s are still honoured.
+    """
+
+    def __init__(
+        self,
+        windows: Sequence[tuple[int, float]],
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.windows = [(limit, period, deque[float]()) for limit, period in windows]
+        self.clock = clock
+        self.sleep = sleep
+        self.waited = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            while True:
+                now = self.clock()
+                wait = 0.0
+                for limit, period, stamps in self.windows:
+                    while stamps and stamps[0] <= now - period:
+                        stamps.popleft()
+                    if len(stamps) >= limit:
+                        wait = max(wait, stamps[0] + period - now)
+                if wait <= 0:
+                    for _, _, stamps in self.windows:
+                        stamps.append(now)
+                    return
+                self.waited += wait
+                self.sleep(wait)
 
 
 def _backoff(error: Exception) -> bool | float:
@@ -49,86 +110,205 @@ def _backoff(error: Exception) -> bool | float:
     return isinstance(error, httpx.TransportError)
 
 
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
 class HubSpot:
+    name = "hubspot"
+
     def __init__(
         self,
         token: str,
         base_url: str,
         client: httpx.Client | None = None,
         attempts: int = 6,
+        limiter: RateLimiter | None = None,
+        search_limiter: RateLimiter | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.attempts = attempts
+        self.limiter = limiter or RateLimiter([(100, 10.0), (10, 1.0)])
+        # Search requests count against the general budget too, and have their own per-second cap.
+        self.search_limiter = search_limiter or RateLimiter([(4, 1.0)])
         self.calls = 0
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        for attempt in stamina.retry_context(on=_backoff, attempts=self.attempts, timeout=60.0, wait_max=10.0):
+    # Transport ------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, search: bool = False) -> Any:
+        """One HubSpot call, limited and retried on 429/5xx/network errors; raises CrmRejected on other 4xx."""
+        # 30 s of retrying per call: a stream batch makes at most three calls (upsert, owners, tasks), which keeps
+        # the worst case inside the CRM sync's 2-minute timeout, so a 429 storm fails records instead of timing out.
+        for attempt in stamina.retry_context(on=_backoff, attempts=self.attempts, timeout=30.0, wait_max=10.0):
             with attempt:
+                if search:
+                    self.search_limiter.acquire()
+                self.limiter.acquire()
                 self.calls += 1
-                response = self.client.post(self.base_url + path, json=body, headers=self.headers)
+                response = self.client.request(method, self.base_url + path, json=body, headers=self.headers)
                 if response.status_code == 429 or response.status_code >= 500:
                     raise TransientError(
                         f"HubSpot answered {response.status_code}: {response.text[:200]}", _retry_after(response)
                     )
                 if response.status_code >= 400:
-                    raise CrmRejected(f"HubSpot answered {response.status_code}: {response.text[:500]}")
+                    raise CrmRejected(
+                        f"HubSpot answered {response.status_code}: {response.text[:500]}",
+                        response.status_code,
+                        _json(response),
+                    )
                 return response.json() if response.content else {}
         raise AssertionError("unreachable: stamina re-raises the last error")
 
-    def push(self, changes: Sequence[MemberChange]) -> PushResult:
-        """Upsert every change's contact, then create a task for each tier entry.
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", path, body)  # type: ignore[no-any-return]
 
-        Returns which members landed and why the others did not. Raises nothing for a refused
-        batch: its members are reported failed so the caller can retry just them.
+    # Outbound -------------------------------------------------------------------------------
+
+    def push(self, changes: Sequence[MemberChange]) -> PushResult:
+        """Upsert every change's contact by email, then create one task per tier entry.
+
+        Emails are trimmed and lower-cased; when two members share one, the newer change is sent and the
+        other reported in `skipped`. Returns which members landed and why the others did not; raises
+        nothing for refused input, so the caller can retry just the failed members.
         """
         result = PushResult()
         calls_before = self.calls
-        for start in range(0, len(changes), BATCH_LIMIT):
-            batch = changes[start : start + BATCH_LIMIT]
-            # objectWriteTraceId comes back on each result, tying it to its member whatever
-            # properties HubSpot chooses to echo.
-            inputs = [
-                {
-                    "idProperty": "email",
-                    "id": c.email,
-                    "objectWriteTraceId": c.member_id,
-                    "properties": {"email": c.email, **c.properties()},
-                }
-                for c in batch
-            ]
-            try:
-                answer = self._post("/crm/v3/objects/contacts/batch/upsert", {"inputs": inputs})
-            except (TransientError, CrmRejected, httpx.TransportError) as error:
-                result.failed.update({c.member_id: str(error) for c in batch})
-                continue
-            contact_ids = _contact_ids(answer)
-            for change in batch:
-                contact_id = contact_ids.get(change.member_id) or contact_ids.get(change.email)
-                if contact_id is None:
-                    result.failed[change.member_id] = "HubSpot's answer did not include this contact"
-                    continue
-                if change.entered_task_tier:
-                    try:
-                        self.create_task(contact_id, change)
-                    except (TransientError, CrmRejected, httpx.TransportError) as error:
-                        result.failed[change.member_id] = f"contact updated but the task failed: {error}"
-                        continue
-                result.pushed.add(change.member_id)
+        chosen: dict[str, MemberChange] = {}
+        for change in changes:
+            email = normalize_email(change.email)
+            change = replace(change, email=email)
+            other = chosen.get(email)
+            if other is None or (change.version, change.score) > (other.version, other.score):
+                if other is not None:
+                    result.skipped[other.member_id] = f"member {change.member_id} has the same email; it was sent"
+                chosen[email] = change
+            else:
+                result.skipped[change.member_id] = f"member {other.member_id} has the same email; it was sent"
+        unique = list(chosen.values())
+        for start in range(0, len(unique), BATCH_LIMIT):
+            self._upsert(unique[start : start + BATCH_LIMIT], result)
+
+        tasks = [c for c in unique if c.entered_task_tier and c.member_id in result.pushed]
+        for start in range(0, len(tasks), BATCH_LIMIT):
+            self._create_tasks(tasks[start : start + BATCH_LIMIT], result)
         result.calls = self.calls - calls_before
         return result
 
-    def create_task(self, contact_id: str, change: MemberChange) -> str:
-        body = {
-            "properties": {
-                "hs_timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "hs_task_subject": change.task_subject(),
-                "hs_task_body": change.task_body(),
-                "hs_task_status": "NOT_STARTED",
-                "hs_task_priority": "HIGH" if change.tier == "Champion" else "MEDIUM",
-                "hs_task_type": "TODO",  # HubSpot's enum value for a to-do task, not a marker
-            },
+    def _upsert(self, batch: list[MemberChange], result: PushResult) -> None:
+        inputs = [
+            {
+                "idProperty": "email",
+                "id": c.email,
+                # objectWriteTraceId comes back on each result and error, tying it to its member.
+                "objectWriteTraceId": c.member_id,
+                "properties": {"email": c.email, **c.properties()},
+            }
+            for c in batch
+        ]
+        try:
+            answer = self._post(UPSERT_PATH, {"inputs": inputs})
+        except CrmRejected as error:
+            if len(batch) > 1 and error.status in (400, 409):
+                # One bad input refuses the whole batch: split until it stands alone.
+                middle = len(batch) // 2
+                self._upsert(batch[:middle], result)
+                self._upsert(batch[middle:], result)
+            elif error.status == 409:
+                self._update_existing(batch[0], error, result)
+            else:
+                result.failed.update({c.member_id: str(error) for c in batch})
+            return
+        except (TransientError, httpx.TransportError) as error:
+            result.failed.update({c.member_id: str(error) for c in batch})
+            return
+        self._check_results(batch, answer, result)
+
+    def _update_existing(self, change: MemberChange, error: CrmRejected, result: PushResult) -> None:
+        """A 409 names the contact that already holds the email: update that one by id."""
+        found = EXISTING_ID.search(str(error.body.get("message") or error))
+        if not found:
+            result.failed[change.member_id] = str(error)
+            return
+        inputs = [{"id": found.group(1), "objectWriteTraceId": change.member_id, "properties": change.properties()}]
+        try:
+            answer = self._post(UPDATE_PATH, {"inputs": inputs})
+        except (TransientError, CrmRejected, httpx.TransportError) as retry_error:
+            result.failed[change.member_id] = (
+                f"conflict on {change.email}, and updating the existing contact failed: {retry_error}"
+            )
+            return
+        self._check_results([change], answer, result, fallback_id=found.group(1))
+
+    def _check_results(
+        self, batch: list[MemberChange], answer: dict[str, Any], result: PushResult, fallback_id: str | None = None
+    ) -> None:
+        ids = _record_ids(answer)
+        if fallback_id and any(str(item.get("id")) == fallback_id for item in answer.get("results") or []):
+            ids.setdefault(batch[0].member_id, fallback_id)
+        reasons = _error_reasons(answer)
+        for change in batch:
+            record_id = ids.get(change.member_id) or ids.get(change.email)
+            if record_id is None:
+                why = reasons.get(change.member_id) or reasons.get(change.email) or reasons.get("*")
+                result.failed[change.member_id] = why or "HubSpot's answer did not include this contact"
+                continue
+            result.pushed.add(change.member_id)
+            result.records[change.member_id] = record_id
+
+    def _create_tasks(self, batch: list[MemberChange], result: PushResult) -> None:
+        contact_ids = {c.member_id: result.records[c.member_id] for c in batch}
+        try:
+            owners = self._owners(list(contact_ids.values()))
+            inputs = [
+                self._task_input(c, contact_ids[c.member_id], owners.get(contact_ids[c.member_id])) for c in batch
+            ]
+            answer = self._post(TASKS_PATH, {"inputs": inputs})
+        except (TransientError, CrmRejected, httpx.TransportError) as error:
+            for change in batch:
+                result.pushed.discard(change.member_id)
+                result.failed[change.member_id] = f"contact updated but the task failed: {error}"
+            return
+        created = _record_ids(answer)
+        results = answer.get("results") or []
+        if not created and not answer.get("errors") and len(results) == len(batch):
+            # No trace ids echoed: a complete answer with one result per input means every task exists. Counting
+            # them failed would release their claims and create them twice on the retry.
+            created = {c.member_id: str(r.get("id")) for c, r in zip(batch, results, strict=True)}
+        reasons = _error_reasons(answer)
+        for change in batch:
+            if change.member_id not in created:
+                result.pushed.discard(change.member_id)
+                why = reasons.get(change.member_id) or reasons.get("*") or "HubSpot's answer did not include the task"
+                result.failed[change.member_id] = f"contact updated but the task failed: {why}"
+
+    def _owners(self, contact_ids: list[str]) -> dict[str, str]:
+        """`hubspot_owner_id` of each contact that has one (one batch read for up to 100 contacts)."""
+        answer = self._post(
+            READ_CONTACTS_PATH, {"properties": ["hubspot_owner_id"], "inputs": [{"id": i} for i in contact_ids]}
+        )
+        owners: dict[str, str] = {}
+        for item in answer.get("results") or []:
+            owner = (item.get("properties") or {}).get("hubspot_owner_id")
+            if item.get("id") is not None and owner:
+                owners[str(item["id"])] = str(owner)
+        return owners
+
+    def _task_input(self, change: MemberChange, contact_id: str, owner_id: str | None) -> dict[str, Any]:
+        properties = {
+            "hs_timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "hs_task_subject": change.task_subject(),
+            "hs_task_body": change.task_body(),
+            "hs_task_status": "NOT_STARTED",
+            "hs_task_priority": "HIGH" if change.tier == "Champion" else "MEDIUM",
+            "hs_task_type": "TODO",  # HubSpot's enum value for a to-do task, not a marker
+        }
+        if owner_id:
+            properties["hubspot_owner_id"] = owner_id
+        return {
+            "objectWriteTraceId": change.member_id,
+            "properties": properties,
             "associations": [
                 {
                     "to": {"id": contact_id},
@@ -136,7 +316,71 @@ class HubSpot:
                 }
             ],
         }
-        return str(self._post("/crm/v3/objects/tasks", body).get("id", ""))
+
+    # Setup ------------------------------------------------------------------------------------
+
+    def setup_properties(self) -> dict[str, str]:
+        """Create the property group and the custom contact properties; 409 means it exists already.
+
+        Returns what happened to each (`created` or `exists`). Safe to run any number of times.
+        """
+        outcome: dict[str, str] = {}
+        group = {"name": PROPERTY_GROUP, "label": "Community engagement", "displayOrder": -1}
+        outcome[f"group {PROPERTY_GROUP}"] = self._create_once("/crm/v3/properties/contacts/groups", group)
+        for prop in CONTACT_PROPERTIES:
+            outcome[prop["name"]] = self._create_once(
+                "/crm/v3/properties/contacts", {**prop, "groupName": PROPERTY_GROUP}
+            )
+        return outcome
+
+    def _create_once(self, path: str, body: dict[str, Any]) -> str:
+        try:
+            self._post(path, body)
+        except CrmRejected as error:
+            if error.status == 409:
+                return "exists"
+            raise
+        return "created"
+
+
+CONTACT_PROPERTIES: tuple[dict[str, Any], ...] = (
+    {
+        "name": "community_score",
+        "label": "Community score",
+        "type": "number",
+        "fieldType": "number",
+        "description": "Decayed community engagement score",
+    },
+    {
+        "name": "community_tier",
+        "label": "Community tier",
+        "type": "string",
+        "fieldType": "text",
+        "description": "Community tier (Champion, Power User, Active, Casual, Lurker)",
+    },
+    {
+        "name": "community_tier_changed_at",
+        "label": "Community tier changed at",
+        "type": "datetime",
+        "fieldType": "date",
+        "description": "When the member entered the current community tier",
+    },
+    {
+        "name": "community_last_activity_at",
+        "label": "Community last activity at",
+        "type": "datetime",
+        "fieldType": "date",
+        "description": "When the member last did something in the community",
+    },
+)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -150,15 +394,33 @@ def _retry_after(response: httpx.Response) -> float | None:
         return DEFAULT_RETRY_SECONDS
 
 
-def _contact_ids(answer: dict[str, Any]) -> dict[str, str]:
-    """Contact ids of a batch answer, keyed by the trace id we sent and by email."""
+def _record_ids(answer: dict[str, Any]) -> dict[str, str]:
+    """Record ids of a batch answer, keyed by the trace id we sent and by email."""
     ids: dict[str, str] = {}
     for item in answer.get("results") or []:
         if item.get("id") is None:
             continue
         if item.get("objectWriteTraceId"):
             ids[str(item["objectWriteTraceId"])] = str(item["id"])
-        email = str((item.get("properties") or {}).get("email") or "").strip().lower()
+        email = normalize_email(str((item.get("properties") or {}).get("email") or ""))
         if email:
             ids[email] = str(item["id"])
     return ids
+
+
+def _error_reasons(answer: dict[str, Any]) -> dict[str, str]:
+    """Reasons from a 207's `errors`, keyed by the trace ids or emails they name (`*` for unattributed)."""
+    reasons: dict[str, str] = {}
+    for error in answer.get("errors") or []:
+        message = f"{error.get('category') or 'ERROR'}: {error.get('message') or 'no message'}"
+        names: list[str] = []
+        if error.get("objectWriteTraceId"):
+            names.append(str(error["objectWriteTraceId"]))
+        context = error.get("context") or {}
+        if isinstance(context, dict):
+            for values in context.values():
+                if isinstance(values, list):
+                    names.extend(normalize_email(str(v)) for v in values)
+        for name in names or ["*"]:
+            reasons.setdefault(name, message)
+    return reasons

@@ -27,6 +27,8 @@ class MemberChange:
     last_activity_at: str | None
     version: int
     entered_task_tier: bool
+    # Why the member earned a tier entry: its strongest recent actions, filled in by the sync before a task.
+    reasons: tuple[str, ...] = ()
 
     def properties(self) -> dict[str, str]:
         """The CRM's custom contact properties for this change."""
@@ -46,10 +48,13 @@ class MemberChange:
     def task_body(self) -> str:
         came_from = f" from {self.previous_tier}" if self.previous_tier and self.previous_tier != "none" else ""
         last = _readable(self.last_activity_at) if self.last_activity_at else "unknown"
-        return (
+        body = (
             f"{self.name} moved{came_from} into the {self.tier} community tier with a score of {self.score:.1f}. "
             f"Last community activity: {last}."
         )
+        if self.reasons:
+            body += " Strongest recent actions: " + "; ".join(self.reasons) + "."
+        return body
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,9 @@ FUNCTIONS = {
     "discord-poller": "engagement.handlers.discord_poller",
     "circle-poller": "engagement.handlers.circle_poller",
     "meetup-poller": "engagement.handlers.meetup_poller",
+    "crm-reconcile": "engagement.handlers.crm_reconcile",
+    "hubspot-webhook": "engagement.handlers.hubspot_webhook",
+    "hubspot-pull": "engagement.handlers.hubspot_pull",
 }
 
 
@@ -243,6 +246,9 @@ def demo() -> None:
 from engagement.local.cli_pollers import backfill  # noqa: E402  (issue 3: pollers)
 
 app.command()(backfill)
+from engagement.local import cli_crm  # noqa: E402 - registered after the app exists
+
+app.add_typer(cli_crm.app, name="crm")
 
 if __name__ == "__main__":
     app()

@@ -24,13 +24,15 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def webhook_routes() -> dict[str, tuple[str, Handler]]:
-    from engagement.handlers import discourse_webhook, github_webhook
+    from engagement.handlers import discourse_webhook, github_webhook, hubspot_webhook
     from engagement.local.server_routes import community_routes
 
     return {
         "/webhooks/github": ("GithubWebhookFunction", github_webhook.lambda_handler),
         "/webhooks/discourse": ("DiscourseWebhookFunction", discourse_webhook.lambda_handler),
         **community_routes(),
+        # Signed over the public URL HubSpot calls: set HUBSPOT_WEBHOOK_URL to it (e.g. a tunnel's URL).
+        "/webhooks/hubspot": ("HubspotWebhookFunction", hubspot_webhook.lambda_handler),
     }
 
 

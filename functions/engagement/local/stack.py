@@ -27,6 +27,7 @@ LOCAL_SECRETS = {
     # The secret the bundled sample events in events/ are signed with; a real secret wins when set.
     "GITHUB_WEBHOOK_SECRET": "engagement-local-secret",
     "DISCOURSE_WEBHOOK_SECRET": "engagement-local-secret",
+    "HUBSPOT_CLIENT_SECRET": "engagement-local-secret",
     "SLACK_SIGNING_SECRET": "engagement-local-secret",
     "BEVY_WEBHOOK_SECRET": "engagement-local-secret",
     # The public half of the Ed25519 key whose seed is sha256("engagement-local-secret") (local/signing.py).
