@@ -55,6 +55,7 @@ class Monitoring(Construct):
         crm_sync: lambda_.IFunction,
         api: apigateway.RestApi,
         failures: sqs.IQueue,
+        pollers: dict[str, lambda_.IFunction] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.namespace = constants.metrics_namespace(config.name)
@@ -83,6 +84,8 @@ class Monitoring(Construct):
 
         functions = {**{f"{p.capitalize()}Webhook": fn for p, fn in webhooks.items()}}
         functions.update({"Recalc": recalc, "CrmSync": crm_sync})
+        # A poller raises when a stream failed (its cursor stays put), so Errors covers a vendor down or a bad token.
+        functions.update({f"{p.capitalize()}Poller": fn for p, fn in (pollers or {}).items()})
         for name, function in functions.items():
             self._alarm(
                 f"{name}Errors",

@@ -27,6 +27,7 @@ from infra.bundling import PipLayerBundler
 from infra.community_webhooks import CommunityWebhooks
 from infra.crm import CrmIntegration
 from infra.monitoring import Monitoring
+from infra.pollers import Pollers
 from infra.salesforce import SECRET_ARN_OUTPUT as SALESFORCE_SECRET_ARN_OUTPUT
 from infra.salesforce import SYNC_BATCH_SIZE as SALESFORCE_SYNC_BATCH_SIZE
 from infra.salesforce import SalesforceCrm
@@ -644,6 +645,20 @@ class EngagementStack(Stack):
             else None
         )
 
+        pollers = Pollers(
+            self,
+            constants.POLLERS_ID,
+            config=config,
+            make_function=lambda cid, handler, timeout, memory, env: function(
+                FunctionSpec(cid, handler, timeout, memory), env
+            ),
+            table_env=_table_env(data, *tables.ALL_TABLES),
+            table_arns=lambda *specs: _table_arns(data, *specs),
+            config_env=config_env,
+            config_parameter_arn=config_parameter_arn,
+            removal_policy=removal_policy,
+        )
+
         api_construct = WebhookApi(
             self,
             constants.API_ID,
@@ -671,6 +686,7 @@ class EngagementStack(Stack):
             crm_sync=crm_sync.function,
             api=api,
             failures=stream.failures,
+            pollers=pollers.functions,
         )
         if api_construct.api.node.try_find_child("CloudWatchRole") is not None:
             Validations.of(api_construct.api.node.find_child("CloudWatchRole")).acknowledge(
@@ -714,6 +730,8 @@ class EngagementStack(Stack):
         community.add_outputs(self, api)
         CfnOutput(self, constants.CRM_SYNC_FAILURE_QUEUE_URL_OUTPUT, value=stream.failures.queue_url)
         CfnOutput(self, constants.HUBSPOT_SECRET_ARN_OUTPUT, value=secrets.hubspot.secret_arn)
+        for platform, secret in pollers.secrets.items():
+            CfnOutput(self, f"{platform.capitalize()}TokenSecretArn", value=secret.secret_arn)
         CfnOutput(self, constants.CONFIG_PARAMETER_OUTPUT, value=config_parameter.parameter_name)
         CfnOutput(self, constants.ALARM_TOPIC_OUTPUT, value=monitoring.topic.topic_arn)
         CfnOutput(self, constants.DASHBOARD_OUTPUT, value=monitoring.dashboard.dashboard_name)

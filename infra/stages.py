@@ -36,6 +36,10 @@ class StageConfig:
     salesforce_object: str = "Contact"
     salesforce_api_version: str = "66.0"
     salesforce_duplicate_rule_header: str = ""
+    # Scheduled pollers (infra/pollers.py), opt-in: `-c pollers=discord,circle,meetup`, with what they read.
+    pollers: tuple[str, ...] = ()
+    discord_channels: tuple[str, ...] = ()
+    meetup_groups: tuple[str, ...] = ()
 
 
 DEFAULTS = {
@@ -91,6 +95,22 @@ def _platforms(value: Any) -> tuple[str, ...]:
     return platforms
 
 
+POLLER_PLATFORMS = ("discord", "circle", "meetup")
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    names = value if isinstance(value, list) else str(value).split(",")
+    return tuple(dict.fromkeys(str(n).strip() for n in names if str(n).strip()))
+
+
+def _pollers(value: Any) -> tuple[str, ...]:
+    pollers = tuple(n.lower() for n in _names(value))
+    unknown = set(pollers) - set(POLLER_PLATFORMS)
+    if unknown:
+        raise StageConfigError(f"pollers must be a subset of {', '.join(POLLER_PLATFORMS)}, not {value!r}")
+    return pollers
+
+
 def _positive_int(value: Any) -> int:
     number = int(value)
     if number < 1:
@@ -131,6 +151,9 @@ OVERRIDES = {
     "salesforce_object": _salesforce_object,
     "salesforce_api_version": str,
     "salesforce_duplicate_rule_header": str,
+    "pollers": _pollers,
+    "discord_channels": _names,
+    "meetup_groups": _names,
 }
 
 

@@ -69,6 +69,7 @@ class Settings:
     crm_provider: str
     hubspot_base_url: str
     outbox_path: str
+    cursors_table: str = tables.CURSORS.default_name
     outcomes_table: str = tables.OUTCOMES.default_name
     sync_table: str = tables.SYNC.default_name
     hubspot_calls_per_10s: int = DEFAULT_HUBSPOT_CALLS_PER_10S
@@ -93,6 +94,7 @@ class Settings:
             crm_provider=provider,
             hubspot_base_url=env.get(HUBSPOT_BASE_URL, DEFAULT_HUBSPOT_BASE_URL).rstrip("/"),
             outbox_path=env.get(OUTBOX_PATH, DEFAULT_OUTBOX_PATH),
+            cursors_table=env.get(tables.CURSORS.env_var, tables.CURSORS.default_name),
             outcomes_table=env.get(tables.OUTCOMES.env_var, tables.OUTCOMES.default_name),
             sync_table=env.get(tables.SYNC.env_var, tables.SYNC.default_name),
             hubspot_calls_per_10s=_positive_int(env, HUBSPOT_CALLS_PER_10S, DEFAULT_HUBSPOT_CALLS_PER_10S),

@@ -83,4 +83,12 @@ SYNC = TableSpec(
     sort_key="sync_key",
 )
 
-ALL_TABLES: tuple[TableSpec, ...] = (MEMBERS, EVENTS, IDENTITIES, RAW, OUTCOMES, SYNC)
+# Poller cursors (issue 3): one item per (platform, stream), e.g. `discord:channel:123`.
+CURSORS = TableSpec(
+    logical_id="CursorsTable",
+    env_var="CURSORS_TABLE",
+    default_name="engagement-cursors",
+    partition_key="cursor_id",
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (MEMBERS, EVENTS, IDENTITIES, RAW, OUTCOMES, SYNC, CURSORS)

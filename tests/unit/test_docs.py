@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 def test_mapping_tables_match_the_default_configuration():
     text = (ROOT / "docs" / "mapping.md").read_text()
     documented: dict[tuple[str, str], str | None] = {}
-    row = r"^\| (github|discourse|slack|bevy|events) \| `([^`]+)` \| (`[^`]+`|none) \|"
+    row = r"^\| (github|discourse|slack|bevy|events|discord|circle|meetup) \| `([^`]+)` \| (`[^`]+`|none) \|"
     for platform, signal, action in re.findall(row, text, re.M):
         documented[(platform, signal)] = None if action == "none" else action.strip("`")
     configured = {

@@ -33,6 +33,9 @@ FUNCTIONS = {
     "recalc": "engagement.handlers.recalc",
     "crm-sync": "engagement.handlers.crm_sync",
     "salesforce-pull": "engagement.handlers.salesforce_pull",
+    "discord-poller": "engagement.handlers.discord_poller",
+    "circle-poller": "engagement.handlers.circle_poller",
+    "meetup-poller": "engagement.handlers.meetup_poller",
     "crm-reconcile": "engagement.handlers.crm_reconcile",
     "hubspot-webhook": "engagement.handlers.hubspot_webhook",
     "hubspot-pull": "engagement.handlers.hubspot_pull",
@@ -244,6 +247,9 @@ def demo() -> None:
     raise typer.Exit(run_demo(console))
 
 
+from engagement.local.cli_pollers import backfill  # noqa: E402  (issue 3: pollers)
+
+app.command()(backfill)
 from engagement.local import cli_crm  # noqa: E402 - registered after the app exists
 
 app.add_typer(cli_crm.app, name="crm")
