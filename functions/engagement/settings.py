@@ -72,6 +72,7 @@ class Settings:
     cursors_table: str = tables.CURSORS.default_name
     outcomes_table: str = tables.OUTCOMES.default_name
     sync_table: str = tables.SYNC.default_name
+    audit_table: str = tables.AUDIT.default_name
     hubspot_calls_per_10s: int = DEFAULT_HUBSPOT_CALLS_PER_10S
     hubspot_calls_per_second: int = DEFAULT_HUBSPOT_CALLS_PER_SECOND
     hubspot_search_per_second: int = DEFAULT_HUBSPOT_SEARCH_PER_SECOND
@@ -97,6 +98,7 @@ class Settings:
             cursors_table=env.get(tables.CURSORS.env_var, tables.CURSORS.default_name),
             outcomes_table=env.get(tables.OUTCOMES.env_var, tables.OUTCOMES.default_name),
             sync_table=env.get(tables.SYNC.env_var, tables.SYNC.default_name),
+            audit_table=env.get(tables.AUDIT.env_var, tables.AUDIT.default_name),
             hubspot_calls_per_10s=_positive_int(env, HUBSPOT_CALLS_PER_10S, DEFAULT_HUBSPOT_CALLS_PER_10S),
             hubspot_calls_per_second=_positive_int(env, HUBSPOT_CALLS_PER_SECOND, DEFAULT_HUBSPOT_CALLS_PER_SECOND),
             hubspot_search_per_second=_positive_int(env, HUBSPOT_SEARCH_PER_SECOND, DEFAULT_HUBSPOT_SEARCH_PER_SECOND),

@@ -43,7 +43,12 @@ EVENTS = TableSpec(
     env_var="EVENTS_TABLE",
     default_name="engagement-events",
     partition_key="event_id",
-    indexes=(Index(name="by-member", partition_key="member_id", sort_key="occurred_at"),),
+    # by-member: the member an event was stored for; by-account: the account it came from, which is what
+    # identity operations follow (an account moved by `identities link` takes its events along).
+    indexes=(
+        Index(name="by-member", partition_key="member_id", sort_key="occurred_at"),
+        Index(name="by-account", partition_key="account", sort_key="occurred_at"),
+    ),
 )
 
 IDENTITIES = TableSpec(
@@ -91,4 +96,14 @@ CURSORS = TableSpec(
     partition_key="cursor_id",
 )
 
-ALL_TABLES: tuple[TableSpec, ...] = (MEMBERS, EVENTS, IDENTITIES, RAW, OUTCOMES, SYNC, CURSORS)
+# Identity audit trail (issue 5): append-only, one item per (member, entry). Personal details are sealed with
+# the member's own key (`auditkey#<member>` in IDENTITIES), which forgetting the member deletes.
+AUDIT = TableSpec(
+    logical_id="IdentityAuditTable",
+    env_var="AUDIT_TABLE",
+    default_name="engagement-audit",
+    partition_key="member_id",
+    sort_key="entry_id",
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (MEMBERS, EVENTS, IDENTITIES, RAW, OUTCOMES, SYNC, CURSORS, AUDIT)

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import stamina
 
-from engagement.domain.crm import MemberChange
+from engagement.domain.crm import COMMUNITY_PROPERTIES, Forgotten, MemberChange
 
 BATCH_LIMIT = 100
 TASK_TO_CONTACT = 204  # HubSpot-defined association type: task -> contact
@@ -317,6 +317,87 @@ class HubSpot:
             ],
         }
 
+    # Forgetting -------------------------------------------------------------------------------
+
+    def clear(self, people: Sequence[Forgotten]) -> PushResult:
+        """Empty the community properties of every contact a forgotten person had; never creates a contact.
+
+        One batch update by email per 100 addresses (an empty string clears a HubSpot property). An email
+        with no contact comes back as an OBJECT_NOT_FOUND error: nothing to clear, so it counts as done.
+        A person is in `pushed` when each of their emails was cleared or not found, else in `failed` with
+        a reason naming the contact by position ("contact 2 of 3") or HubSpot's category, never the address.
+        """
+        result = PushResult()
+        calls_before = self.calls
+        known_by = {p.key: list(dict.fromkeys(normalize_email(e) for e in p.emails if e.strip())) for p in people}
+        # Each address once: a batch naming one twice is refused whole, and two people may share one.
+        emails = list(dict.fromkeys(e for mine in known_by.values() for e in mine))
+        problems: dict[str, str] = {}  # email -> why it was not cleared
+        for start in range(0, len(emails), BATCH_LIMIT):
+            problems.update(self._clear_batch(emails[start : start + BATCH_LIMIT]))
+
+        for person in people:
+            mine = known_by[person.key]
+            reasons = [f"contact {n} of {len(mine)}: {problems[e]}" for n, e in enumerate(mine, 1) if e in problems]
+            if reasons:
+                result.failed[person.key] = "; ".join(reasons)
+            else:
+                result.pushed.add(person.key)
+        result.calls = self.calls - calls_before
+        return result
+
+    def _clear_batch(self, emails: list[str]) -> dict[str, str]:
+        """Email -> reason for each address of the batch that was neither cleared nor absent from HubSpot."""
+        cleared = dict.fromkeys(COMMUNITY_PROPERTIES, "")
+        # Trace ids are positions, not addresses: they come back on results and errors and end up in logs.
+        inputs = [
+            {"idProperty": "email", "id": email, "objectWriteTraceId": f"clear-{n}", "properties": cleared}
+            for n, email in enumerate(emails)
+        ]
+        try:
+            answer = self._post(UPDATE_PATH, {"inputs": inputs})
+        except CrmRejected as error:
+            # The body may quote the inputs (e.g. "Duplicate IDs found in batch input: ..."): only the category.
+            why = f"HubSpot refused the update ({error.status} {error.body.get('category') or 'error'})"
+            return dict.fromkeys(emails, why)
+        except TransientError as error:
+            why = str(error).split(":", 1)[0] + " (after retries)"  # "HubSpot answered 503"; the body is not kept
+            return dict.fromkeys(emails, why)
+        except httpx.TransportError as error:
+            return dict.fromkeys(emails, f"HubSpot did not answer ({type(error).__name__}, after retries)")
+        by_trace = {f"clear-{n}": email for n, email in enumerate(emails)}
+        sent = set(emails)
+        done: set[str] = set()
+        problems: dict[str, str] = {}
+        anonymous_results = 0
+        for item in answer.get("results") or []:
+            email = by_trace.get(str(item.get("objectWriteTraceId") or "")) or normalize_email(
+                str((item.get("properties") or {}).get("email") or "")
+            )
+            if email in sent:
+                done.add(email)
+            else:
+                anonymous_results += 1
+        unattributed: str | None = None
+        for error in answer.get("errors") or []:
+            category = str(error.get("category") or "ERROR")
+            named = _error_inputs(error, by_trace, sent)
+            if not named and category != "OBJECT_NOT_FOUND":
+                unattributed = unattributed or category
+            for email in named:
+                if category == "OBJECT_NOT_FOUND":
+                    done.add(email)  # no contact has this address: nothing of the person is in HubSpot under it
+                else:
+                    problems.setdefault(email, category)
+        missing = [e for e in emails if e not in done and e not in problems]
+        if missing and unattributed is None and anonymous_results == len(missing):
+            # Results without trace ids or emails: one per updated input, so these are the missing ones.
+            done.update(missing)
+            missing = []
+        for email in missing:
+            problems[email] = unattributed or "HubSpot's answer did not include this contact"
+        return problems
+
     # Setup ------------------------------------------------------------------------------------
 
     def setup_properties(self) -> dict[str, str]:
@@ -424,3 +505,17 @@ def _error_reasons(answer: dict[str, Any]) -> dict[str, str]:
         for name in names or ["*"]:
             reasons.setdefault(name, message)
     return reasons
+
+
+def _error_inputs(error: dict[str, Any], by_trace: dict[str, str], sent: set[str]) -> list[str]:
+    """The sent emails a 207 error names: by its trace id, or in its `context` lists (`{"ids": [...]}`)."""
+    named = []
+    trace = by_trace.get(str(error.get("objectWriteTraceId") or ""))
+    if trace:
+        named.append(trace)
+    context = error.get("context") or {}
+    if isinstance(context, dict):
+        for values in context.values():
+            if isinstance(values, list):
+                named.extend(e for e in (normalize_email(str(v)) for v in values) if e in sent)
+    return list(dict.fromkeys(named))

@@ -27,7 +27,7 @@ import stamina
 
 from engagement.adapters.hubspot import CrmRejected, PushResult, TransientError
 from engagement.domain import salesforce as sf
-from engagement.domain.crm import MemberChange
+from engagement.domain.crm import Forgotten, MemberChange
 from engagement.settings import SALESFORCE_CREDENTIALS, SalesforceSettings
 
 TOKEN_PATH = "/services/oauth2/token"
@@ -441,6 +441,101 @@ class Salesforce:
                 failures[change.member_id] = reason
         return failures
 
+    # Forgetting ------------------------------------------------------------------------------
+
+    def clear(self, people: Sequence[Forgotten]) -> PushResult:
+        """Null the community fields and the external id on every record a forgotten person had.
+
+        Records are found by external id (one SOQL query per 200 values) and updated by Id through sObject
+        Collections, never upserted, so no record is created. A person with no record is reported pushed
+        (nothing to clear); a failed lookup or update, or an item Salesforce refused, fails only the people
+        it concerns, with Salesforce's status code (reasons are logged: they carry no external id values).
+        """
+        result = PushResult()
+        calls_before = self.calls
+        self.deadline = self.clock() + PUSH_BUDGET_SECONDS
+        try:
+            result.failed.update(self._clear(people))
+        finally:
+            self.deadline = None
+        result.pushed = {p.key for p in people if p.key not in result.failed}
+        result.calls = self.calls - calls_before
+        return result
+
+    def _clear(self, people: Sequence[Forgotten]) -> dict[str, str]:
+        s = self.settings
+        owners: dict[str, set[str]] = {}  # external id value -> keys of the people it belongs to
+        for person in people:
+            # With SALESFORCE_EXTERNAL_ID_SOURCE=email the records carry the normalized email, as `push` wrote it.
+            if s.external_id_source == "member_id":
+                values = [v.strip() for v in person.member_ids]
+            else:
+                values = [e.strip().lower() for e in person.emails]
+            for value in filter(None, values):
+                owners.setdefault(value, set()).add(person.key)
+        # SOQL compares text case-insensitively, so the values that come back are matched the same way.
+        by_folded: dict[str, set[str]] = {}
+        for value, keys in owners.items():
+            by_folded.setdefault(value.lower(), set()).update(keys)
+        failed: dict[str, str] = {}
+
+        def fail(keys: set[str], reason: str) -> None:
+            for key in keys:
+                failed.setdefault(key, reason)
+
+        values = list(owners)
+        records: dict[str, set[str]] = {}  # record Id -> keys of the people whose member it holds
+        for start in range(0, len(values), sf.COLLECTION_LIMIT):
+            chunk = values[start : start + sf.COLLECTION_LIMIT]
+            # External id values are free text: quoted and escaped (backslash, quote), unlike record ids.
+            soql = (
+                f"SELECT Id, {s.external_id_field} FROM {s.sobject} "
+                f"WHERE {s.external_id_field} IN ({', '.join(sf.soql_string(v) for v in chunk)})"
+            )
+            try:
+                found = self.query(soql)
+            except (TransientError, CrmRejected, httpx.TransportError) as error:
+                fail(set().union(*(owners[v] for v in chunk)), f"finding the records failed: {_safe_reason(error)}")
+                continue
+            for row in found:
+                keys = by_folded.get(str(row.get(s.external_id_field) or "").lower())
+                if keys and row.get("Id"):
+                    records.setdefault(str(row["Id"]), set()).update(keys)
+
+        ids = list(records)
+        for start in range(0, len(ids), sf.COLLECTION_LIMIT):
+            chunk_ids = ids[start : start + sf.COLLECTION_LIMIT]
+            # JSON null clears a field in the REST API (`fieldsToNull` is the SOAP API's way, not REST's).
+            cleared = [
+                {"attributes": {"type": s.sobject}, "Id": i, **dict.fromkeys(self._community_fields(), None)}
+                for i in chunk_ids
+            ]
+            try:
+                answer = self.update(cleared)
+            except (TransientError, CrmRejected, httpx.TransportError) as error:
+                for record_id in chunk_ids:
+                    fail(records[record_id], f"clearing record {record_id} failed: {_safe_reason(error)}")
+                continue
+            if len(answer) != len(chunk_ids):
+                for record_id in chunk_ids:
+                    fail(records[record_id], "Salesforce's answer did not hold one result per record")
+                continue
+            for record_id, item in zip(chunk_ids, answer, strict=True):
+                if sf.item_failure(item) is not None:
+                    codes = ", ".join(sorted(sf.error_codes(item) - {"None"})) or "not reported as saved"
+                    fail(records[record_id], f"clearing record {record_id} failed: {codes}")
+        return failed
+
+    def _community_fields(self) -> tuple[str, ...]:
+        """The fields `push` writes that hold community data, the external id included."""
+        return (
+            sf.SCORE_FIELD,
+            sf.TIER_FIELD,
+            sf.TIER_CHANGED_AT_FIELD,
+            sf.LAST_ACTIVITY_AT_FIELD,
+            self.settings.external_id_field,
+        )
+
     def _owners(self, record_ids: list[str]) -> dict[str, str]:
         soql = f"SELECT Id, OwnerId FROM {self.settings.sobject} WHERE Id IN {sf.soql_id_list(record_ids)}"
         return {str(r["Id"]): str(r.get("OwnerId") or "") for r in self.query(soql)}
@@ -521,6 +616,20 @@ class Salesforce:
             answer = self._call("PATCH", f"{self.data_path}/composite/sobjects", {"allOrNone": False, "records": chunk})
             results.extend(answer if isinstance(answer, list) else [None] * len(chunk))
         return results
+
+
+def _safe_reason(error: Exception) -> str:
+    """Why a call failed, without Salesforce's message: it can quote the query, and so the external id values."""
+    if isinstance(error, Refused):
+        return f"Salesforce answered {error.status} {error.code or ''}".strip()
+    if isinstance(error, LimitExceeded):
+        return "Salesforce API limit reached (REQUEST_LIMIT_EXCEEDED)"
+    if isinstance(error, httpx.TransportError):
+        return f"Salesforce did not answer ({type(error).__name__}, after retries)"
+    text = str(error)
+    if isinstance(error, TransientError) and text.startswith("Salesforce answered"):
+        return text.split(":", 1)[0] + " (after retries)"  # "Salesforce answered 503"; the body is dropped
+    return text  # the adapter's own messages, which quote nothing sent
 
 
 def from_secret(secret_text: str, settings: SalesforceSettings, client: httpx.Client | None = None) -> Salesforce:

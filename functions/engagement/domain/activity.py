@@ -49,10 +49,46 @@ class Account:
     handle: str | None = None
     email: str | None = None
     display_name: str | None = None  # a person's name where the platform shares it (Discourse user events)
+    # False where nobody confirmed the address (a comment form): it then only suggests, never links (issue 5).
+    email_verified: bool = True
+    sso_subject: str | None = None
+    # Other accounts this account's own profile names: (platform, user id or handle), e.g. ("github", "octocat")
+    # from a Discourse profile field, or ("github", "583231") from a GitHub noreply address.
+    profile_links: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
         return f"{self.platform}:{self.user_id}"
+
+
+def profile_links(values: object, fields: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """Accounts a profile's own fields name, by the operator's `identity.profile_fields` (field -> platform).
+
+    A GitHub field holds a login (kept as `@login`, resolved through the handle index); any other platform's
+    field holds that platform's user id.
+    """
+    if not isinstance(values, dict) or not fields:
+        return ()
+    links = []
+    for name, platform in fields.items():
+        value = values.get(name)
+        if isinstance(value, str) and value.strip() and len(value) <= MAX_ID_CHARS:
+            value = value.strip().lstrip("@")
+            links.append((platform, f"@{value.lower()}" if platform == "github" else value))
+    return tuple(links)
+
+
+def email_and_links(raw: object) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """A payload's address as (usable email, profile links): a GitHub noreply address is no email but names
+    the GitHub account it belongs to (`583231+octocat@users.noreply.github.com` is GitHub account 583231)."""
+    if isinstance(raw, str) and raw.strip().lower().endswith(NOREPLY_SUFFIX):
+        from engagement.domain.identity import github_noreply
+
+        user_id, login = github_noreply(raw)
+        if user_id:
+            return None, (("github", user_id),)
+        return None, ((("github", f"@{login}"),) if login else ())
+    return normalize_email(raw), ()
 
 
 @dataclass(frozen=True)

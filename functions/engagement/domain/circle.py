@@ -70,9 +70,8 @@ def _person(record: dict[str, Any]) -> dict[str, Any]:
 def account_for(record: dict[str, Any]) -> tuple[Account, str | None]:
     """The account of a record's author and its SSO subject, if the record carries one.
 
-    `Account` has no SSO field yet (identity resolution, issue 5, may add `sso_subject`): when it
-    has one, the subject is set on the account; in any case it is returned so the caller can keep
-    it in the event's metadata (`sso_subject`), where the identity work can pick it up.
+    The subject is set on the account (identity resolution links accounts sharing it) and also
+    returned, so the caller keeps it in the event's metadata (`sso_subject`).
 
     Raises:
         PayloadShapeError: the record names no user id.

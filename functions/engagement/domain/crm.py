@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from engagement.domain.identity import MERGED_TIER
 from engagement.domain.taxonomy import Taxonomy
 
 
@@ -57,6 +58,29 @@ class MemberChange:
         return body
 
 
+# The CRM's community properties, cleared when a person is forgotten (right to be forgotten, issue 5).
+COMMUNITY_PROPERTIES = (
+    "community_score",
+    "community_tier",
+    "community_tier_changed_at",
+    "community_last_activity_at",
+)
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """A person whose community data is being erased: the CRM keeps the contact but loses every community field.
+
+    `member_ids` are all the member records that made up the person (a merged member has several: Salesforce
+    knows each by its external id); `emails` every address the person was known by (HubSpot finds contacts by
+    email). Adapters must never create a record for a Forgotten: only existing ones are cleared.
+    """
+
+    key: str  # the id results are reported under (the root member's id)
+    member_ids: tuple[str, ...]
+    emails: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Skipped:
     member_id: str
@@ -75,9 +99,11 @@ def change_from_images(
         return None
     member_id = str(new["member_id"])
     email = new.get("email")
+    if new.get("merged_into") and new.get("crm_shared"):
+        return Skipped(member_id, "merged into a member the CRM knows by the same address; that member is pushed")
     if not email:
         return Skipped(member_id, "member has no email address; not pushed to the CRM")
-    if not int(new.get("event_count", 0)):
+    if not int(new.get("events_total", new.get("event_count", 0))):
         return Skipped(member_id, "member has no activity yet; nothing to tell the CRM")
     previous = (old or {}).get("tier")
     entered = _entered(previous, str(new["tier"]), taxonomy)
@@ -119,6 +145,8 @@ def latest_per_member(changes: Iterable[MemberChange], taxonomy: Taxonomy) -> li
 
 
 def _entered(previous: str | None, tier: str, taxonomy: Taxonomy) -> bool:
+    if previous == MERGED_TIER:
+        return False  # an unmerge gives a member back the tier it had; the task for reaching it was sent then
     return tier != previous and tier in taxonomy.task_tiers and taxonomy.tier_rank(tier) > taxonomy.tier_rank(previous)
 
 

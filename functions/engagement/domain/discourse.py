@@ -11,6 +11,7 @@ topic that started before the webhook existed counts as an answer (signal
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,10 +21,11 @@ from engagement.domain.activity import (
     Activity,
     Ignored,
     PayloadShapeError,
+    email_and_links,
     identifier,
     is_identifier,
-    normalize_email,
     parse_timestamp,
+    profile_links,
 )
 from engagement.domain.taxonomy import Taxonomy
 
@@ -83,10 +85,15 @@ def classify(
         reason = _not_a_person(user.get("id"), user.get("username"), system)
         if reason:
             return Ignored("bot", reason)
-        account = _account(host, user.get("id"), user.get("username"), normalize_email(user.get("email")))
+        email, links = email_and_links(user.get("email"))
+        account = _account(host, user.get("id"), user.get("username"), email)
         name = user.get("name")
-        if isinstance(name, str) and name.strip():
-            account = Account(account.platform, account.user_id, account.handle, account.email, name.strip()[:128])
+        links += profile_links(user.get("user_fields"), taxonomy.identity.profile_fields.get(PLATFORM, {}))
+        account = replace(
+            account,
+            display_name=name.strip()[:128] if isinstance(name, str) and name.strip() else None,
+            profile_links=links,
+        )
         return Ignored(
             "identity", f"{event_name} carries no scoring action; the account's email was recorded", account=account
         )

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engagement.domain.activity import Account, Activity, Ignored, is_identifier, normalize_email, parse_timestamp
+from engagement.domain.activity import Account, Activity, Ignored, email_and_links, is_identifier, parse_timestamp
 from engagement.domain.taxonomy import Taxonomy
 
 PLATFORM = "events"
 MAX_BATCH = 100
 SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-ITEM_KEYS = frozenset({"id", "user_id", "email", "name", "action_type", "timestamp", "metadata"})
+ITEM_KEYS = frozenset(
+    {"id", "user_id", "email", "email_verified", "sso_subject", "name", "action_type", "timestamp", "metadata"}
+)
 # A sender's clock may run a little ahead of ours; further ahead is a mistake, not an event.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -72,11 +74,17 @@ def classify(source: str, item: Any, taxonomy: Taxonomy, received_at: datetime) 
         return Rejected("id must be a string of 1 to 128 characters")
     if not is_identifier(item.get("user_id")) or isinstance(item.get("user_id"), int):
         return Rejected("user_id must be a string of 1 to 128 characters")
-    email = None
+    email, links = None, ()
     if item.get("email") is not None:
-        email = normalize_email(item["email"])
-        if email is None:
+        email, links = email_and_links(item["email"])
+        if email is None and not links:
             return Rejected("email is not an email address")
+    verified = item.get("email_verified", True)
+    if not isinstance(verified, bool):
+        return Rejected("email_verified must be true or false")
+    sso = item.get("sso_subject")
+    if sso is not None and not is_identifier(sso):
+        return Rejected("sso_subject must be a string of 1 to 128 characters")
     name = item.get("name")
     if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 128):
         return Rejected("name must be a non-empty string of at most 128 characters")
@@ -93,7 +101,14 @@ def classify(source: str, item: Any, taxonomy: Taxonomy, received_at: datetime) 
 
     user_id = f"{source}/{item['user_id']}"
     account = Account(
-        PLATFORM, user_id, handle=user_id, email=email, display_name=name.strip() if isinstance(name, str) else None
+        PLATFORM,
+        user_id,
+        handle=user_id,
+        email=email,
+        display_name=name.strip() if isinstance(name, str) else None,
+        email_verified=verified,
+        sso_subject=str(sso) if sso is not None else None,
+        profile_links=links,
     )
     action = mapping[action_type]
     if action is None:

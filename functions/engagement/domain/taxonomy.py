@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from engagement.domain.identity import IdentityPolicy
+
 SECONDS_PER_DAY = 86_400
-TOP_LEVEL_KEYS = {"actions", "tiers", "task_tiers", "recalc_epsilon", "bots", "mapping"}
+TOP_LEVEL_KEYS = {"actions", "tiers", "task_tiers", "recalc_epsilon", "bots", "mapping", "identity"}
 
 
 class TaxonomyError(ValueError):
@@ -51,6 +53,7 @@ class Taxonomy:
     task_tiers: list[str] = field(default_factory=list)
     recalc_epsilon: float = 0.01
     bots: dict[str, list[str]] = field(default_factory=dict)
+    identity: IdentityPolicy = field(default_factory=IdentityPolicy)
 
     @property
     def ranked_tiers(self) -> list[Tier]:
@@ -145,6 +148,10 @@ def from_document(document: dict[str, Any]) -> Taxonomy:
             mapping[platform][signal] = action
 
     bots = {p: _strings(v, f"bots.{p}") for p, v in _object(document.get("bots", {}), "bots").items()}
+    try:
+        identity = IdentityPolicy.from_document(document.get("identity"))
+    except ValueError as error:
+        raise TaxonomyError(str(error)) from None
     return Taxonomy(
         actions=actions,
         tiers=tiers,
@@ -152,6 +159,7 @@ def from_document(document: dict[str, Any]) -> Taxonomy:
         task_tiers=task_tiers,
         recalc_epsilon=_number(document.get("recalc_epsilon", 0.01), "recalc_epsilon", 0),
         bots=bots,
+        identity=identity,
     )
 
 

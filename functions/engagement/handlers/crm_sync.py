@@ -120,15 +120,9 @@ def crm_name(crm: Any) -> str:
 
 
 def reasons_for(store: Any, member_id: str, taxonomy: Taxonomy, now: datetime) -> tuple[str, ...]:
-    """The member's strongest recent actions, read from the events table's by-member index."""
+    """The member's strongest recent actions: its accounts' events (merged parts' included), by-account index."""
     since = (now - timedelta(days=RECENT_DAYS)).isoformat()
-    events = store._query(
-        store.settings.events_table,
-        "member_id = :m AND occurred_at >= :since",
-        {":m": member_id, ":since": since},
-        index="by-member",
-    )
-    return strongest_actions(events, taxonomy, now)
+    return strongest_actions(store.person_events(member_id, since), taxonomy, now)
 
 
 def deliver(changes: list[MemberChange], crm: Any, deps: SyncDependencies) -> Delivery:

@@ -28,12 +28,29 @@ def member_row(item: dict[str, Any]) -> dict[str, Any]:
         "tier_changed_at": item.get("tier_changed_at"),
         "last_activity_at": item.get("last_activity_at"),
         "score_at": item.get("score_at"),
-        "events": int(item.get("event_count", 0)),
+        "events": int(item.get("events_total", item.get("event_count", 0))),
+        "merged_members": sorted(item.get("parts") or {}),
     }
 
 
 def sorted_rows(items: Iterable[dict[str, Any]], tier: str | None = None) -> list[dict[str, Any]]:
-    rows = [member_row(item) for item in items]
+    """One row per person: a merged member's accounts and emails appear on the member it was merged into."""
+    items = list(items)
+    by_id = {str(item["member_id"]): item for item in items}
+    rows = []
+    for item in items:
+        if item.get("merged_into"):
+            continue
+        parts = [by_id[p] for p in sorted(item.get("parts") or {}) if p in by_id]
+        if parts:
+            item = dict(item)
+            item["accounts"] = set(item.get("accounts") or set()).union(*(p.get("accounts") or set() for p in parts))
+            item["handles"] = {
+                **{k: v for p in parts for k, v in (p.get("handles") or {}).items()},
+                **(item.get("handles") or {}),
+            }
+            item["emails"] = set(item.get("emails") or set()).union(*(p.get("emails") or set() for p in parts))
+        rows.append(member_row(item))
     if tier:
         rows = [row for row in rows if (row["tier"] or "").lower() == tier.lower()]
     return sorted(rows, key=lambda row: (-row["score"], row["name"] or ""))
