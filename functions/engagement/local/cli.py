@@ -253,6 +253,10 @@ app.command()(backfill)
 from engagement.local import cli_crm  # noqa: E402 - registered after the app exists
 
 app.add_typer(cli_crm.app, name="crm")
+from engagement.local import cli_identities  # noqa: E402 - registered after the app exists
+
+app.add_typer(cli_identities.app, name="identities")
+app.command(name="forget")(cli_identities.forget)
 
 if __name__ == "__main__":
     app()

@@ -60,6 +60,7 @@ def run_demo(console: Console) -> int:
                 if status != "stored":
                     notes.append((delivery.note, answer.get("reason") or answer.get("message") or status))
             demo_community.post_all(client, demo_data.datetime.now(demo_data.UTC), outcomes, notes)
+            merged = _resolve_tomas(client, outcomes)
 
         pump = StreamPump(stack, crm_sync.lambda_handler)
         pump.drain()
@@ -77,12 +78,64 @@ def run_demo(console: Console) -> int:
         unreachable = [row["name"] for row in rows if not row["email"]]
         if unreachable:
             console.print(f"Not pushed to the CRM (no email address known yet): {', '.join(unreachable)}")
+        for line in merged:
+            console.print(line)
         # The members table comes last: it is what the run is for.
         console.print(view.as_table(rows, title="Community members"))
         return 0
     finally:
         server.shutdown()
         stack.stop()
+
+
+def _resolve_tomas(client: httpx.Client, outcomes: Counter[str]) -> list[str]:
+    """Tomás joins the forum under the handle he uses on GitHub; the operator merges him on the suggestion."""
+    from engagement.adapters.identity_store import IdentityStore
+    from engagement.handlers import ingest
+
+    now = demo_data.datetime.now(demo_data.UTC)
+    user = {"user": {"id": 318, "username": "tortega", "name": "Tomás Ortega", "email": "tomas.ortega@example.io"}}
+    answer = {
+        "post": {
+            "id": 9318,
+            "user_id": 318,
+            "username": "tortega",
+            "post_number": 2,
+            "post_type": 1,
+            "topic_id": 9300,
+            "created_at": (now - demo_data.timedelta(days=1)).isoformat(),
+        }
+    }
+    for n, (kind, event, payload) in enumerate((("user", "user_created", user), ("post", "post_created", answer))):
+        body = json.dumps(payload).encode()
+        headers = {
+            "X-Discourse-Instance": demo_data.FORUM,
+            "X-Discourse-Event-Id": str(90_000 + n),
+            "X-Discourse-Event-Type": kind,
+            "X-Discourse-Event": event,
+            "Content-Type": "application/json",
+            "X-Discourse-Event-Signature": sign(LOCAL_SECRETS["DISCOURSE_WEBHOOK_SECRET"], body),
+        }
+        response = client.post("/webhooks/discourse", content=body, headers=headers)
+        outcomes[f"{response.status_code} {response.json().get('status')}"] += 1
+
+    people = IdentityStore(ingest.default_dependencies().store)
+    from engagement.adapters.config_source import current_taxonomy
+
+    taxonomy = current_taxonomy()
+    lines = []
+    for suggestion in people.suggestions(taxonomy.identity):
+        reasons = "; ".join(r.text for r in suggestion.reasons)
+        lines.append(f"Identity suggestion ({suggestion.confidence:.2f}): {reasons}")
+        if "same_handle" in suggestion.rules:
+            result = people.merge(
+                suggestion.second, suggestion.first, "operator:demo", now, taxonomy, why="confirmed: same person"
+            )
+            lines.append(
+                f"  merged by the operator (engagement identities merge): one member, score {result['score']:.1f}, "
+                f"tier {result['tier']}; `engagement identities unmerge` would undo it exactly"
+            )
+    return lines
 
 
 def _report_outbox(console: Console, outbox: Path) -> None:
