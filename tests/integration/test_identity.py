@@ -59,7 +59,13 @@ def pull_request(number: int, login: str, user_id: int, created_at: str) -> dict
     return {
         "action": "opened",
         "number": number,
-        "pull_request": {"id": 9000 + number, "number": number, "title": "A fix", "created_at": created_at, "user": user},
+        "pull_request": {
+            "id": 9000 + number,
+            "number": number,
+            "title": "A fix",
+            "created_at": created_at,
+            "user": user,
+        },
         "repository": {"id": 1, "full_name": "acme/sdk"},
         "sender": user,
     }
@@ -225,7 +231,9 @@ def test_link_moves_an_account_with_exactly_its_points_and_unlink_takes_them_bac
     assert float(deps.store.get_member(bo)["score"]) == pytest.approx(BO + decayed(10, 30, 4), abs=1e-9)
     assert float(deps.store.get_member(bo_forum)["score"]) == pytest.approx(0.0, abs=1e-9)
 
-    result = people.unlink(parse_ref(bo), parse_ref("discourse:forum.example.com/32"), "operator:test", clock.now, TAX, None)
+    result = people.unlink(
+        parse_ref(bo), parse_ref("discourse:forum.example.com/32"), "operator:test", clock.now, TAX, None
+    )
     split = result["new_member_id"]
     assert float(deps.store.get_member(split)["score"]) == pytest.approx(decayed(10, 30, 4), abs=1e-9)
     assert float(deps.store.get_member(bo)["score"]) == pytest.approx(BO, abs=1e-9)
@@ -235,7 +243,9 @@ def test_link_moves_an_account_with_exactly_its_points_and_unlink_takes_them_bac
         decayed(10, 30, 4) + decayed(10, 30, 1), abs=1e-9
     )
     with pytest.raises(IdentityError, match="only account"):
-        people.unlink(parse_ref(split), parse_ref("discourse:forum.example.com/32"), "operator:test", clock.now, TAX, None)
+        people.unlink(
+            parse_ref(split), parse_ref("discourse:forum.example.com/32"), "operator:test", clock.now, TAX, None
+        )
 
 
 def test_concurrent_events_during_a_merge_are_neither_lost_nor_double_counted(deps, clock, people):
@@ -339,3 +349,49 @@ def test_import_links_rows_into_one_member(deps, clock, people):
     slack(deps, clock, {**slack_join("U0ANA9", "x@example.net", "Ana"), "event_id": "EvNew"})
     assert deps.store.member_for_key("account#slack:U0ANA9") == ana
     assert deps.store.member_for_key("account#slack:U0BO9") == bo
+
+
+def test_a_profile_field_naming_a_github_login_links_the_forum_account(deps, clock, people):
+    # The operator says Discourse user field 1 holds the person's GitHub login.
+    deps.taxonomy = lambda: build({"identity": {"profile_fields": {"discourse": {"1": "github"}}}})
+    gh = github(deps, "pull_request", pull_request(5, "Lena-F", 905, iso(clock, 3)))
+    user = {"user": {"id": 60, "username": "lena", "user_fields": {"1": "@lena-f"}}}
+    answer = discourse(deps, "user_created", "user", user)
+    assert answer["member_id"] == gh["member_id"]
+    assert deps.store.member_for_key("account#discourse:forum.example.com/60") == gh["member_id"]
+    # With the rule switched off, the same profile links nothing.
+    deps.taxonomy = lambda: build(
+        {"identity": {"profile_fields": {"discourse": {"1": "github"}}, "auto_links": ["verified_email"]}}
+    )
+    other = discourse(
+        deps, "user_created", "user", {"user": {"id": 61, "username": "l2", "user_fields": {"1": "lena-f"}}}
+    )
+    assert other["member_id"] != gh["member_id"]
+
+
+def test_an_sso_subject_links_accounts_and_a_shared_one_merges_members(deps, clock, people):
+    from engagement.domain.activity import Account
+
+    store = deps.store
+    first = store.resolve(Account("circle", "c1", "ana", sso_subject="auth0|ana"), clock.now, TAX.identity)
+    second = store.resolve(Account("events", "form/ana", "ana", sso_subject="auth0|ana"), clock.now, TAX.identity)
+    assert first == second
+    # An existing member that later shows the same subject is merged by the rule.
+    third = store.resolve(Account("slack", "U0ANA", "ana"), clock.now, TAX.identity)
+    store.resolve(Account("slack", "U0ANA", "ana", sso_subject="auth0|ana"), clock.now, TAX.identity)
+    assert store.root_of(third) == store.root_of(first)
+
+
+def test_an_unverified_email_links_nothing_and_is_suggested(deps, clock, people):
+    from engagement.domain.activity import Account
+
+    store = deps.store
+    owner = store.resolve(Account("discourse", "f/1", "ana", email="ana@example.com"), clock.now, TAX.identity)
+    guess = store.resolve(
+        Account("events", "blog/9", "ana", email="ana@example.com", email_verified=False), clock.now, TAX.identity
+    )
+    assert guess != owner and store.root_of(guess) != store.root_of(owner)
+    store.refresh(owner, clock.now, TAX)
+    store.refresh(guess, clock.now, TAX)
+    (suggestion,) = [s for s in people.suggestions(TAX.identity) if "unverified_email" in s.rules]
+    assert {suggestion.first, suggestion.second} == {owner, guess}

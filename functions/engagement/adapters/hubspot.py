@@ -26,6 +26,7 @@ import httpx
 import stamina
 
 from engagement.domain.crm import COMMUNITY_PROPERTIES, Forgotten, MemberChange
+from engagement.domain.identity import MERGED_TIER
 
 BATCH_LIMIT = 100
 TASK_TO_CONTACT = 204  # HubSpot-defined association type: task -> contact
@@ -170,8 +171,9 @@ class HubSpot:
         """Upsert every change's contact by email, then create one task per tier entry.
 
         Emails are trimmed and lower-cased; when two members share one, the newer change is sent and the
-        other reported in `skipped`. Returns which members landed and why the others did not; raises
-        nothing for refused input, so the caller can retry just the failed members.
+        other reported in `skipped`. A change for a member merged into another (tier `Merged`) never wins over
+        one that is not: versions of different members are not comparable. Returns which members landed and why
+        the others did not; raises nothing for refused input, so the caller can retry just the failed members.
         """
         result = PushResult()
         calls_before = self.calls
@@ -180,7 +182,7 @@ class HubSpot:
             email = normalize_email(change.email)
             change = replace(change, email=email)
             other = chosen.get(email)
-            if other is None or (change.version, change.score) > (other.version, other.score):
+            if other is None or _precedence(change) > _precedence(other):
                 if other is not None:
                     result.skipped[other.member_id] = f"member {change.member_id} has the same email; it was sent"
                 chosen[email] = change
@@ -322,10 +324,13 @@ class HubSpot:
     def clear(self, people: Sequence[Forgotten]) -> PushResult:
         """Empty the community properties of every contact a forgotten person had; never creates a contact.
 
-        One batch update by email per 100 addresses (an empty string clears a HubSpot property). An email
-        with no contact comes back as an OBJECT_NOT_FOUND error: nothing to clear, so it counts as done.
-        A person is in `pushed` when each of their emails was cleared or not found, else in `failed` with
-        a reason naming the contact by position ("contact 2 of 3") or HubSpot's category, never the address.
+        Two steps, because HubSpot may refuse a batch *update* by email ("Unable to perform update/upsert by
+        non-unique 0-1 property email"): a batch read by `idProperty: email` per 100 addresses finds the contacts,
+        then a batch update by contact id per 100 contacts empties the properties (an empty string clears a
+        HubSpot property). An email with no contact comes back from the read as an OBJECT_NOT_FOUND error:
+        nothing to clear, so it counts as done. A person is in `pushed` when each of their emails was cleared or
+        not found, else in `failed` with a reason naming the contact by position ("contact 2 of 3") or HubSpot's
+        category, never the address.
         """
         result = PushResult()
         calls_before = self.calls
@@ -333,8 +338,17 @@ class HubSpot:
         # Each address once: a batch naming one twice is refused whole, and two people may share one.
         emails = list(dict.fromkeys(e for mine in known_by.values() for e in mine))
         problems: dict[str, str] = {}  # email -> why it was not cleared
+        holders: dict[str, list[str]] = {}  # contact id -> the emails that found it
         for start in range(0, len(emails), BATCH_LIMIT):
-            problems.update(self._clear_batch(emails[start : start + BATCH_LIMIT]))
+            found, failed = self._find_contacts(emails[start : start + BATCH_LIMIT])
+            problems.update(failed)
+            for contact_id, addresses in found.items():
+                holders.setdefault(contact_id, []).extend(addresses)
+        contact_ids = list(holders)
+        for start in range(0, len(contact_ids), BATCH_LIMIT):
+            for contact_id, why in self._clear_contacts(contact_ids[start : start + BATCH_LIMIT]).items():
+                for email in holders[contact_id]:
+                    problems.setdefault(email, why)
 
         for person in people:
             mine = known_by[person.key]
@@ -346,56 +360,88 @@ class HubSpot:
         result.calls = self.calls - calls_before
         return result
 
-    def _clear_batch(self, emails: list[str]) -> dict[str, str]:
-        """Email -> reason for each address of the batch that was neither cleared nor absent from HubSpot."""
-        cleared = dict.fromkeys(COMMUNITY_PROPERTIES, "")
-        # Trace ids are positions, not addresses: they come back on results and errors and end up in logs.
-        inputs = [
-            {"idProperty": "email", "id": email, "objectWriteTraceId": f"clear-{n}", "properties": cleared}
-            for n, email in enumerate(emails)
-        ]
+    def _find_contacts(self, emails: list[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+        """One batch read by email: contact id -> the emails that found it, and email -> why it could not be looked up.
+
+        An address in neither has no contact (OBJECT_NOT_FOUND): nothing to clear.
+        """
+        body = {"idProperty": "email", "properties": ["email"], "inputs": [{"id": email} for email in emails]}
         try:
-            answer = self._post(UPDATE_PATH, {"inputs": inputs})
-        except CrmRejected as error:
-            # The body may quote the inputs (e.g. "Duplicate IDs found in batch input: ..."): only the category.
-            why = f"HubSpot refused the update ({error.status} {error.body.get('category') or 'error'})"
-            return dict.fromkeys(emails, why)
-        except TransientError as error:
-            why = str(error).split(":", 1)[0] + " (after retries)"  # "HubSpot answered 503"; the body is not kept
-            return dict.fromkeys(emails, why)
-        except httpx.TransportError as error:
-            return dict.fromkeys(emails, f"HubSpot did not answer ({type(error).__name__}, after retries)")
-        by_trace = {f"clear-{n}": email for n, email in enumerate(emails)}
+            answer = self._post(READ_CONTACTS_PATH, body)
+        except (CrmRejected, TransientError, httpx.TransportError) as error:
+            return {}, dict.fromkeys(emails, "finding the contact failed: " + _failure(error, "lookup"))
         sent = set(emails)
+        found: dict[str, list[str]] = {}
+        anonymous: list[str] = []  # contact ids whose echoed email is not one we sent
         done: set[str] = set()
-        problems: dict[str, str] = {}
-        anonymous_results = 0
         for item in answer.get("results") or []:
-            email = by_trace.get(str(item.get("objectWriteTraceId") or "")) or normalize_email(
-                str((item.get("properties") or {}).get("email") or "")
-            )
+            if item.get("id") is None:
+                continue
+            contact_id = str(item["id"])
+            email = normalize_email(str((item.get("properties") or {}).get("email") or ""))
             if email in sent:
+                found.setdefault(contact_id, []).append(email)
                 done.add(email)
             else:
-                anonymous_results += 1
+                anonymous.append(contact_id)
+        problems: dict[str, str] = {}
         unattributed: str | None = None
         for error in answer.get("errors") or []:
             category = str(error.get("category") or "ERROR")
-            named = _error_inputs(error, by_trace, sent)
+            named = _context_ids(error, sent)
             if not named and category != "OBJECT_NOT_FOUND":
                 unattributed = unattributed or category
             for email in named:
                 if category == "OBJECT_NOT_FOUND":
                     done.add(email)  # no contact has this address: nothing of the person is in HubSpot under it
                 else:
-                    problems.setdefault(email, category)
+                    problems.setdefault(email, f"finding the contact failed: {category}")
         missing = [e for e in emails if e not in done and e not in problems]
-        if missing and unattributed is None and anonymous_results == len(missing):
-            # Results without trace ids or emails: one per updated input, so these are the missing ones.
-            done.update(missing)
+        if missing and unattributed is None and len(set(anonymous)) == len(missing):
+            # Results that echo another address (e.g. found by a secondary email): one contact per missing input,
+            # so clearing all of them clears the missing ones; each of those emails waits on every one of them.
+            for contact_id in dict.fromkeys(anonymous):
+                found.setdefault(contact_id, []).extend(missing)
             missing = []
         for email in missing:
-            problems[email] = unattributed or "HubSpot's answer did not include this contact"
+            problems[email] = "finding the contact failed: " + (
+                unattributed or "HubSpot's answer did not include this contact"
+            )
+        return found, problems
+
+    def _clear_contacts(self, contact_ids: list[str]) -> dict[str, str]:
+        """One batch update by contact id; contact id -> reason for each that was neither cleared nor gone."""
+        cleared = dict.fromkeys(COMMUNITY_PROPERTIES, "")
+        inputs = [{"id": contact_id, "properties": cleared} for contact_id in contact_ids]
+        try:
+            answer = self._post(UPDATE_PATH, {"inputs": inputs})
+        except (CrmRejected, TransientError, httpx.TransportError) as error:
+            return dict.fromkeys(contact_ids, _failure(error, "update"))
+        sent = set(contact_ids)
+        done: set[str] = set()
+        anonymous_results = 0
+        for item in answer.get("results") or []:
+            if str(item.get("id")) in sent:
+                done.add(str(item["id"]))
+            else:
+                anonymous_results += 1
+        problems: dict[str, str] = {}
+        unattributed: str | None = None
+        for error in answer.get("errors") or []:
+            category = str(error.get("category") or "ERROR")
+            named = _context_ids(error, sent, normalize=False)
+            if not named and category != "OBJECT_NOT_FOUND":
+                unattributed = unattributed or category
+            for contact_id in named:
+                if category == "OBJECT_NOT_FOUND":
+                    done.add(contact_id)  # deleted since the read: nothing left to clear
+                else:
+                    problems.setdefault(contact_id, category)
+        missing = [i for i in contact_ids if i not in done and i not in problems]
+        if missing and unattributed is None and anonymous_results == len(missing):
+            missing = []  # results without ids: one per updated input, so these are the missing ones
+        for contact_id in missing:
+            problems[contact_id] = unattributed or "HubSpot's answer did not include this contact"
         return problems
 
     # Setup ------------------------------------------------------------------------------------
@@ -507,15 +553,29 @@ def _error_reasons(answer: dict[str, Any]) -> dict[str, str]:
     return reasons
 
 
-def _error_inputs(error: dict[str, Any], by_trace: dict[str, str], sent: set[str]) -> list[str]:
-    """The sent emails a 207 error names: by its trace id, or in its `context` lists (`{"ids": [...]}`)."""
-    named = []
-    trace = by_trace.get(str(error.get("objectWriteTraceId") or ""))
-    if trace:
-        named.append(trace)
+def _precedence(change: MemberChange) -> tuple[bool, int, float]:
+    """Which of two changes for one email is sent: a merged member's never beats a live one's, then the newer."""
+    return (change.tier != MERGED_TIER, change.version, change.score)
+
+
+def _failure(error: Exception, step: str) -> str:
+    """Why a clear call failed, without HubSpot's message (it may quote the inputs, i.e. the emails)."""
+    if isinstance(error, CrmRejected):
+        return f"HubSpot refused the {step} ({error.status} {error.body.get('category') or 'error'})"
+    if isinstance(error, TransientError):
+        return str(error).split(":", 1)[0] + " (after retries)"  # "HubSpot answered 503"; the body is not kept
+    return f"HubSpot did not answer ({type(error).__name__}, after retries)"
+
+
+def _context_ids(error: dict[str, Any], sent: set[str], normalize: bool = True) -> list[str]:
+    """The sent ids (emails, or contact ids) a 207 error names in its `context` lists (`{"ids": [...]}`)."""
+    named: list[str] = []
     context = error.get("context") or {}
     if isinstance(context, dict):
         for values in context.values():
             if isinstance(values, list):
-                named.extend(e for e in (normalize_email(str(v)) for v in values) if e in sent)
+                for value in values:
+                    text = normalize_email(str(value)) if normalize else str(value)
+                    if text in sent:
+                        named.append(text)
     return list(dict.fromkeys(named))

@@ -20,8 +20,8 @@ def record_item(
     if isinstance(outcome, Ignored):
         result: dict[str, Any] = {"status": "ignored", "code": outcome.code, "reason": outcome.reason}
         if outcome.account:
-            member_id = deps.store.resolve(outcome.account, received_at)
-            deps.store.refresh(member_id, received_at, taxonomy, epsilon=taxonomy.recalc_epsilon)
+            home = deps.store.resolve(outcome.account, received_at, taxonomy.identity)
+            member_id = deps.store.refresh(home, received_at, taxonomy, epsilon=taxonomy.recalc_epsilon).member_id
             result["member_id"] = member_id
         metrics.add_metric(name="DeliveriesIgnored", unit=MetricUnit.Count, value=1)
         return result

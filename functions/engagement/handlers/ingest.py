@@ -238,8 +238,8 @@ def _ignored(
     member_id = None
     if outcome.account:
         # An account learned from a delivery that scores nothing is still a member: a Lurker until it acts.
-        member_id = deps.store.resolve(outcome.account, received_at)
-        deps.store.refresh(member_id, received_at, taxonomy, epsilon=taxonomy.recalc_epsilon)
+        home = deps.store.resolve(outcome.account, received_at, taxonomy.identity)
+        member_id = deps.store.refresh(home, received_at, taxonomy, epsilon=taxonomy.recalc_epsilon).member_id
     logger.info("delivery ignored", extra={"code": outcome.code, "reason": outcome.reason, "member_id": member_id})
     metrics.add_metric(name="DeliveriesIgnored", unit=MetricUnit.Count, value=1)
     body: dict[str, Any] = {"status": "ignored", "code": outcome.code, "reason": outcome.reason}
