@@ -24,6 +24,7 @@ DISCORD_PUBLIC_KEY = "DISCORD_PUBLIC_KEY"  # the application's Ed25519 public ke
 BEVY_WEBHOOK_SECRET = "BEVY_WEBHOOK_SECRET"
 # JSON object of source name -> Standard Webhooks secret (`whsec_...`) for POST /events.
 EVENTS_SOURCE_SECRETS = "EVENTS_SOURCE_SECRETS"
+ADMIN_API_TOKEN = "ADMIN_API_TOKEN"  # bearer token of the identity admin API (/admin/...)
 SECRET_ARN_SUFFIX = "_ARN"
 
 HUBSPOT_BASE_URL = "HUBSPOT_BASE_URL"

@@ -134,7 +134,13 @@ def test_demo_scores_every_human_and_no_bot(tmp_path):
         "marco@example.net",
         "lena.fischer@example.org",
         "aiko@example.com",
+        "tomas.ortega@example.io",  # heard of once his GitHub and forum accounts were merged
     }
+    # Slack and /events accounts are part of members, and Tomás is one member of two accounts after the merge.
+    table = out.split("Community members", 1)[1]
+    assert "slack:U0PRIYA01" in table and "events:local-script/marco" in table
+    assert "same handle 'tortega' on github and discourse" in out
+    assert "discourse:tortega, github:tortega" in table
 
 
 def test_recalc_refuses_a_past_moment(tmp_path):

@@ -368,7 +368,8 @@ def suggest(
         for i, (a, platform_a) in enumerate(owners):
             for b, platform_b in owners[i + 1 :]:
                 if platform_a != platform_b:
-                    add(a, b, Reason("same_handle", f"same handle {handle!r} on {platform_a} and {platform_b}"))
+                    first, second = sorted((platform_a, platform_b))
+                    add(a, b, Reason("same_handle", f"same handle {handle!r} on {first} and {second}"))
 
     suggestions = []
     for (a, b), reasons in found.items():

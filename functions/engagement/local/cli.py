@@ -39,6 +39,7 @@ FUNCTIONS = {
     "crm-reconcile": "engagement.handlers.crm_reconcile",
     "hubspot-webhook": "engagement.handlers.hubspot_webhook",
     "hubspot-pull": "engagement.handlers.hubspot_pull",
+    "identity-admin": "engagement.handlers.identity_admin",
 }
 
 

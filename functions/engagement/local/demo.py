@@ -100,7 +100,7 @@ def _resolve_tomas(client: httpx.Client, outcomes: Counter[str]) -> list[str]:
             "id": 9318,
             "user_id": 318,
             "username": "tortega",
-            "post_number": 2,
+            "post_number": 1,  # a new topic: his first question
             "post_type": 1,
             "topic_id": 9300,
             "created_at": (now - demo_data.timedelta(days=1)).isoformat(),

@@ -30,6 +30,7 @@ LOCAL_SECRETS = {
     "HUBSPOT_CLIENT_SECRET": "engagement-local-secret",
     "SLACK_SIGNING_SECRET": "engagement-local-secret",
     "BEVY_WEBHOOK_SECRET": "engagement-local-secret",
+    "ADMIN_API_TOKEN": "engagement-local-secret",  # Authorization: Bearer ... of the local /admin API
     # The public half of the Ed25519 key whose seed is sha256("engagement-local-secret") (local/signing.py).
     "DISCORD_PUBLIC_KEY": "22ecac7adc14b743bcd9477bf1824c8d8389a2cd91f2bdedc788832430cbe57e",
     # Source `local-script` for POST /events: whsec_ + base64("engagement-local-secret").
