@@ -139,7 +139,7 @@ def test_demo_scores_every_human_and_no_bot(tmp_path):
     # Slack and /events accounts are part of members, and Tomás is one member of two accounts after the merge.
     table = out.split("Community members", 1)[1]
     assert "slack:U0PRIYA01" in table and "events:local-script/marco" in table
-    assert "same handle 'tortega' on github and discourse" in out
+    assert "same handle 'tortega' on discourse and github" in out
     assert "discourse:tortega, github:tortega" in table
 
 
