@@ -213,6 +213,13 @@ def test_a_replayed_delivery_older_than_five_minutes_is_refused(world):
     assert response["statusCode"] == 401 and world["fake"].requests == []
 
 
+def test_a_delivery_stamped_more_than_five_minutes_ahead_is_refused(world):
+    body = json.dumps([hubspot_event("contact.creation", 501, 1)]).encode()
+    ahead = NOW_MS + 5 * 60 * 1000 + 1
+    response = hubspot_webhook.handle(event_for(body, signed(body, timestamp=ahead)), world["deps"])
+    assert response["statusCode"] == 401 and world["fake"].requests == []
+
+
 def test_a_body_signed_for_another_url_is_refused(world):
     body = json.dumps([hubspot_event("contact.creation", 501, 1)]).encode()
     headers = signed(body)

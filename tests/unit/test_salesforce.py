@@ -310,6 +310,17 @@ def test_duplicate_rule_header_is_sent_when_configured():
     assert fake.data_requests()[0].headers["Sforce-Duplicate-Rule-Header"] == "allowSave=true"
 
 
+def test_a_configured_api_version_is_the_one_in_every_data_path():
+    fake = FakeSalesforce()
+    # This org's data API answers only under v61.0, as an org whose integration pins an older version would.
+    ok = httpx.Response(200, json=[{"id": "003xx0000001", "success": True, "errors": [], "created": True}])
+    fake.script = [ok]
+    result = salesforce(fake, SALESFORCE_API_VERSION="61.0").push([change(1)])
+    assert result.pushed == {"m0001"}
+    paths = [r.url.path for r in fake.requests if r.url.path != "/services/oauth2/token"]
+    assert paths == ["/services/data/v61.0/composite/sobjects/Contact/Community_Member_Id__c"]
+
+
 def test_sample_partial_failure_answer_is_read_item_by_item():
     """Salesforce's documented allOrNone=false answer: first saved, second MALFORMED_ID."""
     answer = load_sample("salesforce/composite_sobjects.upsert.response.partial-failure.allOrNone-false.json")
