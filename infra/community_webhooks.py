@@ -20,6 +20,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from engagement import settings, tables
+from infra.grants import grant_store_events
 
 SLACK, DISCORD, BEVY, EVENTS = "slack", "discord", "bevy", "events"
 PLATFORMS = (SLACK, DISCORD, BEVY, EVENTS)
@@ -109,21 +110,9 @@ class CommunityWebhooks(Construct):
                 },
             }
             function = make_function(function_spec(spec.construct_id, spec.handler, spec.timeout, MEMORY_MB), env)
-            arns = {s: tables_by_spec(s).table_arn for s in tables.ALL_TABLES}
-            function.allow(
-                "ReadWriteMembers",
-                ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                [arns[tables.MEMBERS]],
-            )
-            function.allow(
-                "ReadPutEventsAndIdentities",
-                ["dynamodb:GetItem", "dynamodb:PutItem"],
-                [arns[tables.EVENTS], arns[tables.IDENTITIES]],
-            )
-            if spec.updates_events:
-                # Withdrawal sets withdrawn_at on the event item, in the transaction that subtracts its points.
-                function.allow("MarkEventsWithdrawn", ["dynamodb:UpdateItem"], [arns[tables.EVENTS]])
-            function.allow("StoreRawBody", ["dynamodb:BatchWriteItem"], [arns[tables.RAW]])
+            # Withdrawal (Slack's message_deleted) sets withdrawn_at on the event, in the transaction that
+            # subtracts its points.
+            grant_store_events(function, lambda table: tables_by_spec(table).table_arn, withdraws=spec.updates_events)
             function.allow("ReadSigningSecret", ["secretsmanager:GetSecretValue"], [s.secret_arn for s in secrets])
             function.allow("ReadConfigOverrides", ["ssm:GetParameter"], [config_parameter_arn])
             self.functions[platform] = function.function

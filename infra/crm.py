@@ -89,7 +89,7 @@ class CrmIntegration(Construct):
         members, events_table = data[tables.MEMBERS], data[tables.EVENTS]
         sync, outcomes, identities = data[tables.SYNC], data[tables.OUTCOMES], data[tables.IDENTITIES]
         self.slack = self._secret(SLACK_WEBHOOK_SECRET_ID, "Slack incoming webhook URL for tier alerts", removal_policy)
-        events_index = f"{events_table.table_arn}/index/{tables.EVENTS.indexes[0].name}"
+        events_indexes = [f"{events_table.table_arn}/index/{index.name}" for index in tables.EVENTS.indexes]
         sync_env = {
             tables.SYNC.env_var: sync.table_name,
             tables.EVENTS.env_var: events_table.table_name,
@@ -100,14 +100,14 @@ class CrmIntegration(Construct):
         # The stream's sync: sync state, task reasons, alerts.
         for name, value in sync_env.items():
             crm_sync.function.add_environment(name, value)
-        self._grant_sync(crm_sync, sync.table_arn, events_index)
+        self._grant_sync(crm_sync, sync.table_arn, members.table_arn, events_indexes)
 
         self.reconcile = make_function(
             function_spec(RECONCILE_FUNCTION_ID, RECONCILE_HANDLER, RECONCILE_TIMEOUT, RECONCILE_MEMORY_MB),
             {**crm_env, **sync_env},
         )
         self.reconcile.allow("ScanMembers", ["dynamodb:Scan", "dynamodb:GetItem"], [members.table_arn])
-        self._grant_sync(self.reconcile, sync.table_arn, events_index)
+        self._grant_sync(self.reconcile, sync.table_arn, members.table_arn, events_indexes)
         self.reconcile.allow("ReadConfigOverrides", ["ssm:GetParameter"], [config_parameter_arn])
         secrets = [self.slack.secret_arn] + ([hubspot_token.secret_arn] if crm_provider == "hubspot" else [])
         self.reconcile.allow("ReadCrmSecrets", ["secretsmanager:GetSecretValue"], secrets)
@@ -172,9 +172,12 @@ class CrmIntegration(Construct):
         CfnOutput(scope, HUBSPOT_CLIENT_SECRET_ARN_OUTPUT, value=self.client_secret.secret_arn)
         CfnOutput(scope, SLACK_WEBHOOK_SECRET_ARN_OUTPUT, value=self.slack.secret_arn)
 
-    def _grant_sync(self, function: Any, sync_arn: str, events_index: str) -> None:
+    def _grant_sync(self, function: Any, sync_arn: str, members_arn: str, events_indexes: list[str]) -> None:
         function.allow("SyncState", SYNC_ACTIONS, [sync_arn])
-        function.allow("EventsByMember", ["dynamodb:Query"], [events_index])
+        # A task's reasons are the person's events: a merged member's parts (read in one batch), then the events
+        # of each of their accounts (by-account) and any stored without one (by-member).
+        function.allow("ReadPersonMembers", ["dynamodb:GetItem", "dynamodb:BatchGetItem"], [members_arn])
+        function.allow("PersonEvents", ["dynamodb:Query"], events_indexes)
         function.allow("ReadSlackWebhook", ["secretsmanager:GetSecretValue"], [self.slack.secret_arn])
 
     def _secret(self, construct_id: str, what: str, removal_policy: RemovalPolicy) -> secretsmanager.Secret:

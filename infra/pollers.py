@@ -19,6 +19,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from engagement import poller_settings, tables
+from infra.grants import grant_store_events
 from infra.stages import StageConfig
 
 
@@ -114,19 +115,11 @@ class Pollers(Construct):
                     **targets_env.get(platform, {}),
                 },
             )
-            # The same writes as a webhook (identity lookups, the transactional event + member write, raw bodies),
-            # plus its cursors: read, and put conditionally on their version.
+            # The same writes as a webhook, plus its cursors: read, and put conditionally on their version.
+            grant_store_events(poller, lambda spec: table_arns(spec)[0])
             poller.allow(  # type: ignore[attr-defined]
-                "ReadWriteMembers",
-                ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                table_arns(tables.MEMBERS),
+                "ReadPutCursors", ["dynamodb:GetItem", "dynamodb:PutItem"], table_arns(tables.CURSORS)
             )
-            poller.allow(  # type: ignore[attr-defined]
-                "ReadPutEventsIdentitiesCursors",
-                ["dynamodb:GetItem", "dynamodb:PutItem"],
-                table_arns(tables.EVENTS, tables.IDENTITIES, tables.CURSORS),
-            )
-            poller.allow("StoreRawBody", ["dynamodb:BatchWriteItem"], table_arns(tables.RAW))  # type: ignore[attr-defined]
             poller.allow("ReadPlatformToken", ["secretsmanager:GetSecretValue"], [secret.secret_arn])  # type: ignore[attr-defined]
             poller.allow("ReadConfigOverrides", ["ssm:GetParameter"], [config_parameter_arn])  # type: ignore[attr-defined]
             function: lambda_.Function = poller.function  # type: ignore[attr-defined]

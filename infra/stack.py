@@ -26,6 +26,10 @@ from infra import constants
 from infra.bundling import PipLayerBundler
 from infra.community_webhooks import CommunityWebhooks
 from infra.crm import CrmIntegration
+from infra.grants import grant_store_events
+from infra.identity_admin import METHOD_OPTIONS_KEY as ADMIN_METHOD_OPTIONS_KEY
+from infra.identity_admin import THROTTLE as ADMIN_THROTTLE
+from infra.identity_admin import IdentityAdmin
 from infra.monitoring import Monitoring
 from infra.pollers import Pollers
 from infra.salesforce import SECRET_ARN_OUTPUT as SALESFORCE_SECRET_ARN_OUTPUT
@@ -281,6 +285,7 @@ class WebhookApi(Construct):
         config: StageConfig,
         functions: dict[str, lambda_.IFunction],
         removal_policy: RemovalPolicy,
+        route_throttles: dict[str, tuple[int, int]] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = logs.LogGroup(
@@ -308,6 +313,10 @@ class WebhookApi(Construct):
                         throttling_burst_limit=constants.ROUTE_THROTTLE[platform][1],
                     )
                     for platform in functions
+                }
+                | {
+                    key: apigateway.MethodDeploymentOptions(throttling_rate_limit=rate, throttling_burst_limit=burst)
+                    for key, (rate, burst) in (route_throttles or {}).items()
                 },
                 metrics_enabled=True,
                 # Errors only, and never request or response bodies: deliveries carry personal data.
@@ -373,7 +382,9 @@ class WebhookApi(Construct):
                     id=rule,
                     reason="GitHub and Discourse cannot send AWS or Cognito credentials: each delivery is "
                     "authenticated by its HMAC-SHA256 signature over the raw body, required here and verified by "
-                    "the function (an authorizer never sees the body, so it could not check it).",
+                    "the function (an authorizer never sees the body, so it could not check it). The /admin "
+                    "routes take a bearer token (a generated secret) that their function compares in constant "
+                    "time before any route runs.",
                 )
             )
 
@@ -560,20 +571,7 @@ class EngagementStack(Stack):
                 FunctionSpec(construct_id, handler, WEBHOOK_TIMEOUT, WEBHOOK_MEMORY_MB),
                 {**webhook_env, _arn_var(platform_secret_vars[platform]): secret.secret_arn},
             )
-            # Identity lookups, conditional puts and the transactional event + member write. TransactWriteItems
-            # has no IAM action of its own: each Put/Update inside it is authorized as PutItem/UpdateItem.
-            webhook.allow(
-                "ReadWriteMembers",
-                ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                _table_arns(data, tables.MEMBERS),
-            )
-            # Events and identities are only read and conditionally put, never updated in place.
-            webhook.allow(
-                "ReadPutEventsAndIdentities",
-                ["dynamodb:GetItem", "dynamodb:PutItem"],
-                _table_arns(data, tables.EVENTS, tables.IDENTITIES),
-            )
-            webhook.allow("StoreRawBody", ["dynamodb:BatchWriteItem"], _table_arns(data, tables.RAW))
+            grant_store_events(webhook, lambda spec: data[spec].table_arn)
             webhook.allow("ReadSigningSecret", ["secretsmanager:GetSecretValue"], [secret.secret_arn])
             webhook.allow("ReadConfigOverrides", ["ssm:GetParameter"], [config_parameter_arn])
             webhooks[platform] = webhook
@@ -592,13 +590,29 @@ class EngagementStack(Stack):
 
         recalc = function(
             FunctionSpec(constants.RECALC_FUNCTION_ID, constants.RECALC_HANDLER, RECALC_TIMEOUT, RECALC_MEMORY_MB),
-            {**_table_env(data, tables.MEMBERS), **config_env},
+            {**_table_env(data, tables.MEMBERS, tables.IDENTITIES, tables.AUDIT), **config_env},
         )
+        # A refresh reads a merged member's parts in one batch and checks them in its transaction.
         recalc.allow(
             "RefreshMembers",
-            ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+            [
+                "dynamodb:Scan",
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:ConditionCheckItem",
+            ],
             _table_arns(data, tables.MEMBERS),
         )
+        # The identity rules an operator enabled (identity.auto_merge_rules) merge after the refresh: suggestions
+        # scan identities, a merge reads (or, for a member older than the audit log, creates) each member's audit
+        # key and appends to the audit log.
+        recalc.allow(
+            "ScanIdentities",
+            ["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem"],
+            _table_arns(data, tables.IDENTITIES),
+        )
+        recalc.allow("AppendIdentityAudit", ["dynamodb:PutItem"], _table_arns(data, tables.AUDIT))
         recalc.allow("ReadConfigOverrides", ["ssm:GetParameter"], [config_parameter_arn])
 
         crm_env = {
@@ -645,6 +659,20 @@ class EngagementStack(Stack):
             else None
         )
 
+        admin = IdentityAdmin(
+            self,
+            "IdentityAdmin",
+            data=data,
+            make_function=function,
+            function_spec=FunctionSpec,
+            crm_env=crm_env,
+            crm_secrets=[secrets.hubspot.secret_arn] if config.crm_provider == "hubspot" else [],
+            config_parameter_arn=config_parameter_arn,
+            removal_policy=removal_policy,
+        )
+        if salesforce is not None:
+            salesforce.connect(admin.function)  # forget clears the person's community fields in Salesforce first
+
         pollers = Pollers(
             self,
             constants.POLLERS_ID,
@@ -665,9 +693,11 @@ class EngagementStack(Stack):
             config=config,
             functions={**{platform: fn.function for platform, fn in webhooks.items()}, **community.webhook_functions},
             removal_policy=removal_policy,
+            route_throttles={ADMIN_METHOD_OPTIONS_KEY: ADMIN_THROTTLE},
         )
         api = api_construct.api
         community.add_events_route(api)
+        admin.add_route(api)
         RecalcSchedule(self, constants.RECALC_SCHEDULE_ID, expression=config.recalc_schedule, recalc=recalc.function)
         stream = CrmSyncStream(
             self,
@@ -713,6 +743,7 @@ class EngagementStack(Stack):
             alarm_topic=monitoring.topic,
             removal_policy=removal_policy,
         )
+        admin.add_alarms(monitoring.topic)
         if salesforce is not None:
             salesforce.connect(crm.reconcile)  # the reconcile job pushes through the same adapter
             monitoring.alarms.update(salesforce.alarms(monitoring.topic, monitoring.dashboard, monitoring.namespace))
@@ -728,6 +759,7 @@ class EngagementStack(Stack):
             )
             CfnOutput(self, constants.DISCOURSE_SECRET_ARN_OUTPUT, value=secrets.discourse.secret_arn)
         community.add_outputs(self, api)
+        admin.add_outputs(self, api)
         CfnOutput(self, constants.CRM_SYNC_FAILURE_QUEUE_URL_OUTPUT, value=stream.failures.queue_url)
         CfnOutput(self, constants.HUBSPOT_SECRET_ARN_OUTPUT, value=secrets.hubspot.secret_arn)
         for platform, secret in pollers.secrets.items():

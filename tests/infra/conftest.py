@@ -26,6 +26,13 @@ if str(PROJECT_ROOT) not in sys.path:
 # fails the fixture. The layer's pip build is skipped (an empty bundling-stacks list); the CLI test covers it.
 BUNDLING_STACKS = "aws:cdk:bundling-stacks"
 PROD_CONTEXT = {"recalc_schedule": "rate(6 hours)", "waf": "true", "alarm_email": "ops@example.com"}
+# A stage with every poller on (issue 3), and one with every webhook platform on.
+POLLER_CONTEXT = {
+    "pollers": "discord,circle,meetup",
+    "discord_channels": "900000000000000001,900000000000000002",
+    "meetup_groups": "maple-devs",
+}
+ALL_PLATFORMS = "github,discourse,slack,discord,bevy,events"
 VARIANT_CONTEXT = {
     "platforms": "github",
     "crm_provider": "outbox",
@@ -66,3 +73,13 @@ def prod_template_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def variant_template_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A GitHub-only staging stage with the outbox CRM and no account-level API Gateway role."""
     return synthesize(tmp_path_factory.mktemp("cdk.out.staging"), "staging", **VARIANT_CONTEXT)
+
+
+@pytest.fixture(scope="session")
+def pollers_template_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthesize(tmp_path_factory.mktemp("cdk.out.pollers"), "pollers", **POLLER_CONTEXT)
+
+
+@pytest.fixture(scope="session")
+def community_template_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthesize(tmp_path_factory.mktemp("cdk.out.community"), "community", platforms=ALL_PLATFORMS)

@@ -79,17 +79,21 @@ def test_reconcile_runs_hourly_and_only_reads_members(dev):
         r for r in _of_type(dev, "AWS::Events::Rule").values() if function_id in json.dumps(r["Properties"]["Targets"])
     ]
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
-    assert _actions_on(dev, RECONCILE, "MembersTable") == {"dynamodb:Scan", "dynamodb:GetItem"}
+    # Issue 5: a task's reasons read a merged member's parts in one batch.
+    assert _actions_on(dev, RECONCILE, "MembersTable") == {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:BatchGetItem"}
     assert "dynamodb:PutItem" in _actions_on(dev, RECONCILE, "SyncStateTable")
     assert function["Properties"]["Timeout"] == 300
 
 
-def test_crm_sync_writes_sync_state_and_queries_events_by_member_only(dev):
+def test_crm_sync_writes_sync_state_and_only_queries_the_events_indexes(dev):
     env = _function(dev, CRM_SYNC)[1]["Properties"]["Environment"]["Variables"]
     assert env["SYNC_TABLE"] == {"Ref": "SyncStateTable"} and "SLACK_WEBHOOK_URL_ARN" in env
     assert _actions_on(dev, CRM_SYNC, "EventsTable") == {"dynamodb:Query"}
     (events_statement,) = [s for s in _statements(dev, CRM_SYNC) if "EventsTable" in json.dumps(s["Resource"])]
-    assert "/index/by-member" in json.dumps(events_statement["Resource"])
+    # A task's reasons are the person's events: by account (issue 5), and by member for any without an account.
+    resources = json.dumps(events_statement["Resource"])
+    assert "/index/by-member" in resources and "/index/by-account" in resources
+    assert all("/index/" in json.dumps(r) for r in events_statement["Resource"])
 
 
 def test_hubspot_webhook_route_and_least_privilege(dev):

@@ -30,13 +30,27 @@ WEBHOOK_ACTIONS = COMMON_ACTIONS | {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:BatchWriteItem",
+    # Issue 5: a merged member's parts, read in one batch and checked in the refresh transaction.
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
     "secretsmanager:GetSecretValue",
     "ssm:GetParameter",
 }
 ACTIONS_BY_HANDLER = {
     GITHUB_HANDLER: WEBHOOK_ACTIONS,
     DISCOURSE_HANDLER: WEBHOOK_ACTIONS,
-    RECALC_HANDLER: COMMON_ACTIONS | {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem", "ssm:GetParameter"},
+    RECALC_HANDLER: COMMON_ACTIONS
+    | {
+        "dynamodb:Scan",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "ssm:GetParameter",
+        # Issue 5: merged members' parts, and the identity rules an operator enabled to merge automatically
+        # (suggestions scan identities; a merge appends to the audit log, creating a member's audit key if missing).
+        "dynamodb:BatchGetItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:PutItem",
+    },
     CRM_SYNC_HANDLER: COMMON_ACTIONS
     | {
         "dynamodb:DescribeStream",
@@ -349,7 +363,7 @@ def test_only_the_crm_sync_has_reserved_concurrency(dev: dict[str, Any]) -> None
 
     crm_functions = {
         f"engagement.handlers.{name}.lambda_handler": None
-        for name in ("crm_reconcile", "hubspot_webhook", "hubspot_pull")
+        for name in ("crm_reconcile", "hubspot_webhook", "hubspot_pull", "identity_admin")
     }
     assert reserved == {
         GITHUB_HANDLER: None,
@@ -377,8 +391,9 @@ def test_every_alarm_targets_the_one_topic(dev: dict[str, Any]) -> None:
     (topic_id,) = _of_type(dev, "AWS::SNS::Topic")
 
     # Errors and throttles for 4 functions, API 5xx, iterator age, queue depth, recalc lag, 2 bad-signature alarms;
-    # and (infra/crm.py) errors and throttles for reconcile, HubSpot webhook and pull, and reconcile lag.
-    assert len(_alarms(dev)) == 14 + 7
+    # and (infra/crm.py) errors and throttles for reconcile, HubSpot webhook and pull, and reconcile lag;
+    # and (issue 5) errors and throttles for the identity admin API.
+    assert len(_alarms(dev)) == 14 + 7 + 2
     for alarm in _alarms(dev).values():
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
 
@@ -466,14 +481,19 @@ def test_a_stage_can_enable_platforms_and_choose_the_crm(variant: dict[str, Any]
     handlers = {r["Properties"]["Handler"] for r in _of_type(variant, "AWS::Lambda::Function").values()}
     env = _function(variant, CRM_SYNC_HANDLER)["Environment"]["Variables"]
 
-    # The reconcile (infra/crm.py) runs for any CRM; HubSpot's inbound functions only with HubSpot.
+    # The reconcile (infra/crm.py) runs for any CRM; HubSpot's inbound functions only with HubSpot; the identity
+    # admin API (issue 5) is on every stage, at ANY /admin/{proxy+}.
     assert handlers == {
         GITHUB_HANDLER,
         RECALC_HANDLER,
         CRM_SYNC_HANDLER,
         "engagement.handlers.crm_reconcile.lambda_handler",
+        "engagement.handlers.identity_admin.lambda_handler",
     }
-    assert len(_of_type(variant, "AWS::ApiGateway::Method")) == 1
+    assert sorted(m["Properties"]["HttpMethod"] for m in _of_type(variant, "AWS::ApiGateway::Method").values()) == [
+        "ANY",
+        "POST",
+    ]
     assert "DiscourseWebhookUrl" not in variant["Outputs"]
     assert env["CRM_PROVIDER"] == "outbox"
     assert env["OUTBOX_PATH"].startswith("/tmp/")
@@ -548,13 +568,17 @@ def test_cloudwatch_may_publish_alarms_to_the_topic(dev: dict[str, Any]) -> None
     assert "aws:SourceAccount" in allow["Condition"]["StringEquals"]
 
 
-def test_webhooks_never_update_events_or_identities(dev: dict[str, Any]) -> None:
+def test_webhooks_never_update_events_and_update_identities_only_for_the_account_ledger(dev: dict[str, Any]) -> None:
     for handler in (GITHUB_HANDLER, DISCOURSE_HANDLER):
-        for statement in _role_statements(dev, handler):
-            if "dynamodb:UpdateItem" in _as_list(statement["Action"]):
-                resources = json.dumps(statement["Resource"])
-                assert "MembersTable" in resources
-                assert "EventsTable" not in resources and "IdentitiesTable" not in resources
+        updated = [
+            json.dumps(statement["Resource"])
+            for statement in _role_statements(dev, handler)
+            if "dynamodb:UpdateItem" in _as_list(statement["Action"])
+        ]
+        # Members (scores) and, since issue 5, the account's points ledger on its identities item; never events.
+        assert sorted(updated) == sorted(
+            ['{"Fn::GetAtt": ["MembersTable", "Arn"]}', '{"Fn::GetAtt": ["IdentitiesTable", "Arn"]}']
+        )
 
 
 def test_functions_emit_metrics_in_their_stages_namespace(dev: dict[str, Any], prod: dict[str, Any]) -> None:

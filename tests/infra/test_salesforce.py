@@ -141,8 +141,16 @@ def test_pull_function_has_exactly_the_permissions_it_uses(sf: dict[str, Any]) -
     }
 
 
-def test_reconcile_job_reaches_salesforce_too(sf: dict[str, Any]) -> None:
-    env = _function(sf, RECONCILE_HANDLER)["Environment"]["Variables"]
+@pytest.mark.parametrize(
+    "handler",
+    [
+        RECONCILE_HANDLER,
+        # forget (issue 5) clears the person's community fields in Salesforce before erasing anything
+        "engagement.handlers.identity_admin.lambda_handler",
+    ],
+)
+def test_reconcile_job_and_admin_api_reach_salesforce_too(sf: dict[str, Any], handler: str) -> None:
+    env = _function(sf, handler)["Environment"]["Variables"]
     secret = _salesforce_secret(sf)
 
     assert env["CRM_PROVIDER"] == "salesforce"
@@ -150,7 +158,7 @@ def test_reconcile_job_reaches_salesforce_too(sf: dict[str, Any]) -> None:
     assert env["SALESFORCE_OBJECT"] == "Lead"
     granted = {
         json.dumps(r, sort_keys=True)
-        for s in _statements(sf, RECONCILE_HANDLER)
+        for s in _statements(sf, handler)
         if "secretsmanager:GetSecretValue" in _as_list(s["Action"])
         for r in _as_list(s["Resource"])
     }

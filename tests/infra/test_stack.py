@@ -33,6 +33,8 @@ CRM_HANDLERS = (
     "engagement.handlers.crm_reconcile.lambda_handler",
     "engagement.handlers.hubspot_webhook.lambda_handler",
     "engagement.handlers.hubspot_pull.lambda_handler",
+    # Issue 5's identity admin API (infra/identity_admin.py), tested in tests/infra/test_identity_admin_stack.py.
+    "engagement.handlers.identity_admin.lambda_handler",
 )
 
 SECRET_ARN_VARS = ("GITHUB_WEBHOOK_SECRET_ARN", "DISCOURSE_WEBHOOK_SECRET_ARN", "HUBSPOT_TOKEN_ARN")
@@ -45,11 +47,18 @@ SECRET_VAR_BY_HANDLER = {
 TABLE_VARS_BY_HANDLER = {
     GITHUB_HANDLER: {"MEMBERS_TABLE", "EVENTS_TABLE", "IDENTITIES_TABLE", "RAW_TABLE"},
     DISCOURSE_HANDLER: {"MEMBERS_TABLE", "EVENTS_TABLE", "IDENTITIES_TABLE", "RAW_TABLE"},
-    RECALC_HANDLER: {"MEMBERS_TABLE"},
-    CRM_SYNC_HANDLER: {"MEMBERS_TABLE", "EVENTS_TABLE"},  # events: the by-member index, for task reasons
+    # identities: the identity rules an operator enabled to merge automatically (issue 5)
+    RECALC_HANDLER: {"MEMBERS_TABLE", "IDENTITIES_TABLE"},
+    CRM_SYNC_HANDLER: {"MEMBERS_TABLE", "EVENTS_TABLE"},  # events: the indexes, for task reasons
 }
-# Beyond the four core tables: the CRM sync keeps its sync state (and writes only there).
-EXTRA_TABLE_VARS_BY_HANDLER = {CRM_SYNC_HANDLER: {"SYNC_TABLE"}}
+# Beyond the four core tables: the CRM sync keeps its sync state (and writes only there); what links or merges
+# members appends to the identity audit log (issue 5).
+EXTRA_TABLE_VARS_BY_HANDLER = {
+    CRM_SYNC_HANDLER: {"SYNC_TABLE"},
+    GITHUB_HANDLER: {"AUDIT_TABLE"},
+    DISCOURSE_HANDLER: {"AUDIT_TABLE"},
+    RECALC_HANDLER: {"AUDIT_TABLE"},
+}
 EXTRA_SECRET_VARS_BY_HANDLER = {CRM_SYNC_HANDLER: ("SLACK_WEBHOOK_URL_ARN",)}
 WRITE_ACTIONS = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
 
@@ -179,7 +188,7 @@ def test_raw_table_expires_items(resources: dict[str, dict[str, Any]]) -> None:
     assert raw["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
-def test_events_table_indexes_by_member(resources: dict[str, dict[str, Any]]) -> None:
+def test_events_table_indexes_by_member_and_by_account(resources: dict[str, dict[str, Any]]) -> None:
     events = resources[_table_id(resources, tables.EVENTS)]["Properties"]
 
     assert events["GlobalSecondaryIndexes"] == [
@@ -190,7 +199,15 @@ def test_events_table_indexes_by_member(resources: dict[str, dict[str, Any]]) ->
                 {"AttributeName": "occurred_at", "KeyType": "RANGE"},
             ],
             "Projection": {"ProjectionType": "ALL"},
-        }
+        },
+        {  # issue 5: an account's events wherever the account lives now (link, unlink, unmerge, task reasons)
+            "IndexName": "by-account",
+            "KeySchema": [
+                {"AttributeName": "account", "KeyType": "HASH"},
+                {"AttributeName": "occurred_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        },
     ]
 
 
@@ -295,7 +312,7 @@ def test_table_grants_follow_least_privilege(resources: dict[str, Any], handler:
     }
 
     assert _granted(resources, handler, "dynamodb:") == expected | extra
-    assert writes == (extra if handler == CRM_SYNC_HANDLER else expected)
+    assert writes == (extra if handler == CRM_SYNC_HANDLER else expected | extra)
 
 
 def test_no_policy_allows_every_action(resources: dict[str, Any]) -> None:
@@ -311,8 +328,9 @@ def test_no_policy_allows_every_action(resources: dict[str, Any]) -> None:
 
 
 def test_five_secrets_with_generated_placeholders(template: Template) -> None:
-    # GitHub, Discourse, HubSpot token; and (infra/crm.py) HubSpot client secret, Slack webhook URL.
-    template.resource_count_is("AWS::SecretsManager::Secret", 5)
+    # GitHub, Discourse, HubSpot token; and (infra/crm.py) HubSpot client secret, Slack webhook URL;
+    # and (issue 5) the identity admin API's token.
+    template.resource_count_is("AWS::SecretsManager::Secret", 6)
     assert all(
         "GenerateSecretString" in s["Properties"]
         for s in template.find_resources("AWS::SecretsManager::Secret").values()
@@ -358,8 +376,8 @@ def test_webhook_route_posts_to_its_function(resources: dict[str, Any], platform
     assert _function_id(resources, handler) in _referenced_ids(method["Integration"]["Uri"])
 
 
-def test_api_has_only_the_three_webhook_methods(template: Template) -> None:
-    template.resource_count_is("AWS::ApiGateway::Method", 3)  # GitHub, Discourse, HubSpot
+def test_api_has_only_the_three_webhook_methods_and_the_admin_proxy(template: Template) -> None:
+    template.resource_count_is("AWS::ApiGateway::Method", 4)  # GitHub, Discourse, HubSpot; ANY /admin/{proxy+}
 
 
 def test_api_stage_is_throttled_with_metrics(template: Template) -> None:
