@@ -103,6 +103,14 @@ def test_serve_then_other_commands_see_the_same_data(tmp_path):
         assert listed.returncode == 0, listed.stderr
         (member,) = json.loads(listed.stdout)
         assert member["identities"] == [{"platform": "github", "user_id": "8800123", "handle": "nadia-codes"}]
+
+        # The identity admin API is served too, with the local token (the deployed one is a generated secret).
+        admin = f"http://127.0.0.1:{port}/admin/members/github%3A8800123"
+        shown = httpx.get(admin, headers={"Authorization": "Bearer engagement-local-secret"}, timeout=30)
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["member_id"] == member["member_id"]
+        assert httpx.get(admin, timeout=30).status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/webhooks/github", timeout=30).status_code == 405
         assert member["tier"] == "Casual" and 0 < member["score"] <= 20
 
         csv_out = run(["members", "--format", "csv", "--tier", "casual"], tmp_path)

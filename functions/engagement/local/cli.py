@@ -123,7 +123,8 @@ def invoke(
 
 @app.command()
 def serve(port: int = typer.Option(8000, help="Port on 127.0.0.1")) -> None:
-    """Serve POST /webhooks/{platform} locally, with an embedded DynamoDB and the CRM sync stream."""
+    """Serve POST /webhooks/{platform}, POST /events and /admin/... locally, with an embedded DynamoDB and the
+    CRM sync stream."""
     from engagement.handlers import crm_sync
     from engagement.local.server import make_server, webhook_routes
     from engagement.local.stack import LocalStack, StreamPump
@@ -154,6 +155,7 @@ def serve(port: int = typer.Option(8000, help="Port on 127.0.0.1")) -> None:
     base = f"http://127.0.0.1:{server.server_address[1]}"
     console.print(f"DynamoDB endpoint: {stack.endpoint} ({'embedded moto' if stack.embedded else 'external'})")
     console.print("Webhooks: " + "  ".join(f"{base}{path}" for path in webhook_routes()))
+    console.print(f"Identity admin API: {base}/admin/... (Authorization: Bearer <ADMIN_API_TOKEN>; docs/identity.md)")
     console.print(f"CRM updates go to: {_crm_destination()}")
     console.print(f"Other commands find this stack through {state}. Ctrl-C stops.")
     try:

@@ -1,8 +1,9 @@
 """A local stand-in for API Gateway: each HTTP request becomes the REST API proxy event.
 
-Only `POST /webhooks/{platform}` and `POST /events` exist, as in the deployed API; each request is handed to the
-same `lambda_handler` the deployed function runs, with the event shape API Gateway (v1, Lambda
-proxy integration) delivers, and its response is written back unchanged.
+The routes are the deployed API's: `POST /webhooks/{platform}`, `POST /events`, and any method under `/admin/`
+(the identity admin API, `/admin/{proxy+}`). Each request is handed to the same `lambda_handler` the deployed
+function runs, with the event shape API Gateway (v1, Lambda proxy integration) delivers, and its response is
+written back unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from engagement.local.stack import LambdaContext
 
@@ -36,10 +38,30 @@ def webhook_routes() -> dict[str, tuple[str, Handler]]:
     }
 
 
+ADMIN_PREFIX = "/admin/"
+ADMIN_RESOURCE = "/admin/{proxy+}"
+
+
+def admin_route() -> tuple[str, Handler]:
+    from engagement.handlers import identity_admin
+
+    return "IdentityAdminFunction", identity_admin.lambda_handler
+
+
 def proxy_event(
     method: str, path: str, headers: dict[str, list[str]], body: bytes, source_ip: str, host: str
 ) -> dict[str, Any]:
-    """The event API Gateway's REST API hands a Lambda proxy integration for this request."""
+    """The event API Gateway's REST API hands a Lambda proxy integration for this request.
+
+    `path` may carry a query string; under /admin/ the resource is the greedy `{proxy+}` and the rest of the path
+    (still percent-encoded, as API Gateway leaves `path`; decoded in `pathParameters`) is its parameter.
+    """
+    parts = urlsplit(path)
+    path = parts.path
+    query = parse_qs(parts.query, keep_blank_values=True) or None
+    resource, parameters = path, None
+    if path.startswith(ADMIN_PREFIX):
+        resource, parameters = ADMIN_RESOURCE, {"proxy": unquote(path.removeprefix(ADMIN_PREFIX))}
     try:
         text, is_base64 = (body.decode("utf-8"), False) if body else (None, False)
     except UnicodeDecodeError:
@@ -47,14 +69,14 @@ def proxy_event(
     now = time.time()
     request_id = str(uuid.uuid4())
     return {
-        "resource": path,
+        "resource": resource,
         "path": path,
         "httpMethod": method,
         "headers": {name: values[-1] for name, values in headers.items()},
         "multiValueHeaders": headers,
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} if query else None,
+        "multiValueQueryStringParameters": query,
+        "pathParameters": parameters,
         "stageVariables": None,
         "requestContext": {
             "accountId": "000000000000",
@@ -70,7 +92,7 @@ def proxy_event(
             "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "requestTimeEpoch": int(now * 1000),
             "resourceId": "local",
-            "resourcePath": path,
+            "resourcePath": resource,
             "stage": "local",
         },
         "body": text,
@@ -79,9 +101,15 @@ def proxy_event(
 
 
 def make_server(
-    port: int, routes: dict[str, tuple[str, Handler]] | None = None, host: str = "127.0.0.1"
+    port: int,
+    routes: dict[str, tuple[str, Handler]] | None = None,
+    host: str = "127.0.0.1",
+    admin: tuple[str, Handler] | None = None,
 ) -> ThreadingHTTPServer:
-    routes = routes if routes is not None else webhook_routes()
+    """Serve `routes` (POST, exact paths; the deployed webhooks by default) and `admin` (any method under /admin/;
+    the identity admin API by default, when `routes` is the default too)."""
+    if routes is None:
+        routes, admin = webhook_routes(), admin or admin_route()
     # One delivery at a time, as a Lambda instance handles one event at a time.
     lock = threading.Lock()
 
@@ -102,10 +130,17 @@ def make_server(
         def _json(self, status: int, payload: dict[str, Any]) -> None:
             self._send(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            route = routes.get(self.path.split("?", 1)[0])
+        def _handle(self, method: str) -> None:
+            path = self.path.split("?", 1)[0]
+            route = admin if admin is not None and path.startswith(ADMIN_PREFIX) else None
+            if route is None and method == "POST":
+                route = routes.get(path)
             if route is None:
-                self._json(404, {"message": f"no route for POST {self.path}; try {', '.join(routes)}"})
+                if method != "POST" and path in routes:
+                    self._json(405, {"message": "webhooks are delivered with POST"})
+                else:
+                    known = [*routes, *([f"{ADMIN_PREFIX}..."] if admin is not None else [])]
+                    self._json(404, {"message": f"no route for {method} {self.path}; try {', '.join(known)}"})
                 return
             length = int(self.headers.get("Content-Length") or 0)
             if length > API_GATEWAY_MAX_BYTES:
@@ -115,7 +150,7 @@ def make_server(
             headers: dict[str, list[str]] = {}
             for name, value in self.headers.items():
                 headers.setdefault(name, []).append(value)
-            event = proxy_event("POST", self.path, headers, body, self.client_address[0], self.headers.get("Host", ""))
+            event = proxy_event(method, self.path, headers, body, self.client_address[0], self.headers.get("Host", ""))
             function_name, handler = route
             with lock:
                 response = handler(event, LambdaContext(function_name))
@@ -123,7 +158,16 @@ def make_server(
             raw = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode("utf-8")
             self._send(int(response.get("statusCode", 200)), raw, dict(response.get("headers") or {}))
 
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self._handle("POST")
+
         def do_GET(self) -> None:  # noqa: N802
-            self._json(405, {"message": "webhooks are delivered with POST"})
+            self._handle("GET")
+
+        def do_PUT(self) -> None:  # noqa: N802
+            self._handle("PUT")
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            self._handle("DELETE")
 
     return ThreadingHTTPServer((host, port), WebhookRequestHandler)
