@@ -89,7 +89,7 @@ def test_outage_then_reconcile_brings_salesforce_fully_up_to_date_and_a_second_r
     # When Salesforce is back and the reconcile job runs;
     fake.script.clear()
     fake.requests.clear()
-    summary = crm_reconcile.ReconcileSummary()  # reconcile(adapter, sync_deps)
+    summary = crm_reconcile.reconcile(adapter, sync_deps)
 
     # Then all 100 members land in one collection upsert, plus the owner query and the create for m0005's task;
     assert summary.as_dict() == {"scanned": 100, "already_synced": 0, "pushed": 100, "failed": 0, "calls": 3}
