@@ -18,13 +18,12 @@ from typing import Any
 
 from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_apigateway as apigateway
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from engagement import settings, tables
+from infra.monitoring import any_count_alarm
 
 HANDLER = "engagement.handlers.identity_admin.lambda_handler"
 FUNCTION_ID = "IdentityAdminFunction"
@@ -138,17 +137,7 @@ class IdentityAdmin(Construct):
                 "The identity admin function was throttled in 5 minutes.",
             ),
         ):
-            alarm = cloudwatch.Alarm(
-                self,
-                name,
-                metric=metric,
-                threshold=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=description,
-            )
-            alarm.add_alarm_action(cw_actions.SnsAction(topic))
+            any_count_alarm(self, name, metric, description, topic)
 
     def add_outputs(self, scope: Construct, api: apigateway.RestApi) -> None:
         CfnOutput(scope, URL_OUTPUT, value=api.url_for_path(f"/{PATH}"))

@@ -41,6 +41,25 @@ def _custom(metric_name: str, label: str | None, platform: str | None = None, *,
     )
 
 
+def any_count_alarm(
+    scope: Construct, construct_id: str, metric: cloudwatch.IMetric, description: str, topic: sns.ITopic
+) -> cloudwatch.Alarm:
+    """An alarm on the stack's topic as soon as `metric` (a count, e.g. a function's Errors) reaches 1 in a period;
+    no data (no invocations) is not a breach."""
+    alarm = cloudwatch.Alarm(
+        scope,
+        construct_id,
+        metric=metric,
+        threshold=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluation_periods=1,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarm_description=description,
+    )
+    alarm.add_alarm_action(cw_actions.SnsAction(topic))
+    return alarm
+
+
 class Monitoring(Construct):
     """Every alarm goes to one SNS topic (with an email subscription when `alarm_email` is set)."""
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -17,6 +16,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from engagement import settings, tables
+from infra.monitoring import any_count_alarm
 from infra.stages import StageConfig
 
 SECRET_ID = "SalesforceCredentials"
@@ -145,20 +145,10 @@ class SalesforceCrm(Construct):
                 "The Salesforce pull was throttled in 5 minutes.",
             ),
         }
-        created = {}
-        for construct_id, (metric, description) in found.items():
-            alarm = cloudwatch.Alarm(
-                self,
-                construct_id,
-                metric=metric,
-                threshold=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=description,
-            )
-            alarm.add_alarm_action(cw_actions.SnsAction(topic))
-            created[construct_id] = alarm
+        created = {
+            construct_id: any_count_alarm(self, construct_id, metric, description, topic)
+            for construct_id, (metric, description) in found.items()
+        }
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Salesforce outcomes pulled",
