@@ -28,6 +28,7 @@ MODULES = [
     "engagement.handlers.crm_reconcile",
     "engagement.handlers.hubspot_webhook",
     "engagement.handlers.hubspot_pull",
+    "engagement.handlers.identity_admin",
 ]
 PROBE = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 
