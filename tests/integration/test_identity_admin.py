@@ -108,6 +108,17 @@ def test_malformed_bodies_are_refused_naming_the_field(admin, clock, context):
     status, body = call(context, "POST", "/admin/members/merge", {"member": bo, "into": ana}, actor="x" * 101)
     assert status == 400 and "X-Actor" in body["message"]
     assert "merged_into" not in admin.store.get_member(bo)
+    # The refusal of an unknown field names the optional ones too.
+    status, body = call(context, "POST", "/admin/members/merge", {"member": bo, "into": ana, "whyy": "a"})
+    assert body["message"] == "unknown field(s): whyy; expected member, into (optional: why)"
+    # forget takes no free text: its audit record must hold no personal data.
+    status, body = call(context, "POST", "/admin/forget", {"identity": "email:ana@example.com", "why": "asked"})
+    assert (status, body["error"], body["message"]) == (
+        400,
+        "unknown_field",
+        "unknown field(s): why; expected identity",
+    )
+    assert admin.store.get_member(ana) is not None
 
 
 def test_a_body_over_64_kb_is_refused(admin, context):
@@ -127,6 +138,9 @@ def test_unknown_members_and_routes_are_404(admin, context):
     status, body = call(context, "GET", "/admin/elsewhere")
     assert (status, body["error"]) == (404, "no_route")
     assert call(context, "DELETE", "/admin/members/merge")[0] == 404
+    # A GET of a POST route is not read as a lookup of an identity called "merge".
+    status, body = call(context, "GET", "/admin/members/merge")
+    assert (status, body["error"], body["message"]) == (405, "method_not_allowed", "/admin/members/merge takes POST")
 
 
 def test_merge_then_unmerge_through_the_api_is_audited_with_the_caller(admin, clock, context):

@@ -52,6 +52,10 @@ class NotFound(WebhookError):
     status = 404
 
 
+class MethodNotAllowed(WebhookError):
+    status = 405
+
+
 class CrmUnavailable(WebhookError):
     status = 502
 
@@ -153,7 +157,8 @@ def _body(required: tuple[str, ...], optional: tuple[str, ...] = ("why",)) -> di
         raise BadRequest("invalid_body", "the body must be a JSON object")
     unknown = sorted(set(body) - set(required) - set(optional))
     if unknown:
-        raise BadRequest("unknown_field", f"unknown field(s): {', '.join(unknown)}; expected {', '.join(required)}")
+        expected = ", ".join(required) + (f" (optional: {', '.join(optional)})" if optional else "")
+        raise BadRequest("unknown_field", f"unknown field(s): {', '.join(unknown)}; expected {expected}")
     for name in required:
         if name not in body or body[name] is None:
             raise BadRequest("missing_field", f"the field {name!r} is required")
@@ -177,8 +182,13 @@ def _field_ref(body: dict[str, Any], name: str, member_ok: bool = True) -> Ident
 # Routes ---------------------------------------------------------------------------------------------
 
 
+POST_ONLY = ("merge", "unmerge")  # /admin/members/merge and /unmerge, which a GET would read as an identity
+
+
 @app.get("/admin/members/<ref>")
 def show_member(ref: str) -> dict[str, Any]:
+    if ref in POST_ONLY:
+        raise MethodNotAllowed("method_not_allowed", f"/admin/members/{ref} takes POST")
     return _people().show(_path_ref(ref))  # type: ignore[no-any-return]
 
 
@@ -239,7 +249,8 @@ def identity_suggestions() -> dict[str, Any]:
 
 @app.post("/admin/forget")
 def forget_person() -> dict[str, Any]:
-    body = _body(("identity",))
+    # No `why`: the audit record of a forgotten person must hold no personal data, so it takes no free text.
+    body = _body(("identity",), optional=())
     ref = _field_ref(body, "identity")
     deps = _dependencies()
     crm = deps.crm()

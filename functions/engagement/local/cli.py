@@ -127,7 +127,8 @@ def serve(port: int = typer.Option(8000, help="Port on 127.0.0.1")) -> None:
     CRM sync stream."""
     from engagement.handlers import crm_sync
     from engagement.local.server import make_server, webhook_routes
-    from engagement.local.stack import LocalStack, StreamPump
+    from engagement.local.stack import LOCAL_SECRETS, LocalStack, StreamPump
+    from engagement.settings import ADMIN_API_TOKEN
 
     _logs_to_stderr()
     from botocore.exceptions import EndpointConnectionError
@@ -155,7 +156,9 @@ def serve(port: int = typer.Option(8000, help="Port on 127.0.0.1")) -> None:
     base = f"http://127.0.0.1:{server.server_address[1]}"
     console.print(f"DynamoDB endpoint: {stack.endpoint} ({'embedded moto' if stack.embedded else 'external'})")
     console.print("Webhooks: " + "  ".join(f"{base}{path}" for path in webhook_routes()))
-    console.print(f"Identity admin API: {base}/admin/... (Authorization: Bearer <ADMIN_API_TOKEN>; docs/identity.md)")
+    local = LOCAL_SECRETS[ADMIN_API_TOKEN]
+    token = local if os.environ.get(ADMIN_API_TOKEN, local) == local else f"${ADMIN_API_TOKEN}"
+    console.print(f"Identity admin API: {base}/admin/... (Authorization: Bearer {token}; docs/identity.md)")
     console.print(f"CRM updates go to: {_crm_destination()}")
     console.print(f"Other commands find this stack through {state}. Ctrl-C stops.")
     try:

@@ -223,6 +223,7 @@ def forget(
 
     ref = _ref(identity)
     if not yes and not typer.confirm(f"Erase everything known about {ref} (and clear their CRM fields)?"):
+        err.print("Nothing was erased.")
         raise typer.Exit(1)
     crm = crm_sync.crm_adapter(Settings.from_env())
     with _Session() as s:
