@@ -101,10 +101,17 @@ def default_dependencies() -> Dependencies:
     )
 
 
+def set_platform_dimension(name: str) -> None:
+    """The metrics' `platform` dimension, once per flush. Powertools keeps dimensions across a flush that had no
+    metrics, so a local process serving several platforms (serve, demo) replaces the previous one itself."""
+    if metrics.dimension_set.get("platform") != name:
+        metrics.dimension_set.pop("platform", None)
+        metrics.add_dimension(name="platform", value=name)
+
+
 def handle(platform: Platform, event: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
     """Answer one webhook delivery; bad input gets a 4xx naming what was wrong."""
-    if metrics.dimension_set.get("platform") != platform.name:  # set once per flush (once per invocation)
-        metrics.add_dimension(name="platform", value=platform.name)
+    set_platform_dimension(platform.name)
     try:
         request = WebhookRequest.from_api_gateway(event)
         logger.append_keys(platform=platform.name, delivery=request.header(platform.delivery_header))

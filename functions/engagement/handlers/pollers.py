@@ -32,7 +32,7 @@ from engagement.adapters.discord_api import DiscordSource
 from engagement.adapters.meetup_api import DEFAULT_URL as MEETUP_URL
 from engagement.adapters.meetup_api import MeetupSource, rate_limit_wait
 from engagement.adapters.polling import DEFAULT_MAX_PAGES, Budget, HttpFetcher, Poller, PollSummary, Source
-from engagement.handlers.ingest import Dependencies
+from engagement.handlers.ingest import Dependencies, set_platform_dimension
 from engagement.observability import logger, metrics
 from engagement.poller_settings import (
     CIRCLE_API_BASE_URL,
@@ -133,7 +133,7 @@ def run_scheduled(
     Raises:
         PollError: a stream failed (its cursor stays where it was; the next run retries it).
     """
-    metrics.add_dimension(name="platform", value=platform)
+    set_platform_dimension(platform)
     env = dict(os.environ)
     budget = Budget.from_context(context, _int(env, POLL_MAX_PAGES, DEFAULT_MAX_PAGES))
     poller, client = build_poller(platform, deps, budget, env=env, transport=transport, sleep=sleep)
