@@ -15,14 +15,11 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-import stamina
 
-from engagement.adapters.dynamo import Store, to_item
+from engagement.adapters.dynamo import to_item
 from engagement.adapters.hubspot import HubSpot, RateLimiter
-from engagement.adapters.sync_state import SyncStore
 from engagement.handlers import crm_reconcile, crm_sync
 from engagement.local.stack import StreamPump
-from engagement.settings import Settings
 from tests.hubspot_fake import FakeHubSpot, FakeTime, rate_limited, server_error
 
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
@@ -30,22 +27,7 @@ TASKS = "/crm/v3/objects/tasks/batch/create"
 READ = "/crm/v3/objects/contacts/batch/read"
 
 
-@pytest.fixture(autouse=True)
-def no_backoff_waits():
-    stamina.set_testing(True, attempts=6)
-    yield
-    stamina.set_testing(False)
-
-
-@pytest.fixture
-def client(stack):
-    return boto3.client("dynamodb", endpoint_url=stack.endpoint, region_name="us-east-1")
-
-
-@pytest.fixture
-def sync_deps(client, clock):
-    settings = Settings.from_env()
-    return crm_sync.SyncDependencies(sync=SyncStore(settings, client), store=Store(settings, client), clock=clock)
+pytestmark = pytest.mark.usefixtures("no_backoff_waits")
 
 
 def hubspot(fake: FakeHubSpot) -> HubSpot:

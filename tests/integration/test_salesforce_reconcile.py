@@ -13,16 +13,12 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-import boto3
 import httpx
 import pytest
-import stamina
 
-from engagement.adapters.dynamo import Store, to_item
-from engagement.adapters.sync_state import SyncStore
+from engagement.adapters.dynamo import to_item
 from engagement.handlers import crm_reconcile, crm_sync
 from engagement.local.stack import StreamPump
-from engagement.settings import Settings
 from tests.unit.test_salesforce import CREATE_PATH, OWNER, UPSERT_PATH, FakeSalesforce, salesforce
 
 UNAVAILABLE = httpx.Response(
@@ -30,22 +26,7 @@ UNAVAILABLE = httpx.Response(
 )
 
 
-@pytest.fixture(autouse=True)
-def no_backoff_waits():
-    stamina.set_testing(True, attempts=6)
-    yield
-    stamina.set_testing(False)
-
-
-@pytest.fixture
-def client(stack):
-    return boto3.client("dynamodb", endpoint_url=stack.endpoint, region_name="us-east-1")
-
-
-@pytest.fixture
-def sync_deps(client, clock):
-    settings = Settings.from_env()
-    return crm_sync.SyncDependencies(sync=SyncStore(settings, client), store=Store(settings, client), clock=clock)
+pytestmark = pytest.mark.usefixtures("no_backoff_waits")
 
 
 def put_member(client, n: int, tier: str = "Active", score: str = "40.0", version: int = 3) -> None:

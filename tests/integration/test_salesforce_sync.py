@@ -13,30 +13,15 @@ import json
 
 import boto3
 import pytest
-import stamina
 
-from engagement.adapters.dynamo import Store
-from engagement.adapters.sync_state import SyncStore
 from engagement.handlers import crm_sync
-from engagement.settings import Settings
 from tests.unit.test_salesforce import CREATE_PATH, OWNER, UPSERT_PATH, FakeSalesforce, salesforce, stream_event
 
 MEMBERS = [f"m{n:04d}" for n in range(250)]
 DUPLICATE_SEQUENCE = f"{1007:021d}"
 
 
-@pytest.fixture(autouse=True)
-def no_backoff_waits():
-    stamina.set_testing(True, attempts=6)
-    yield
-    stamina.set_testing(False)
-
-
-@pytest.fixture
-def sync_deps(stack, clock):
-    settings = Settings.from_env()
-    client = boto3.client("dynamodb", endpoint_url=stack.endpoint, region_name="us-east-1")
-    return crm_sync.SyncDependencies(sync=SyncStore(settings, client), store=Store(settings, client), clock=clock)
+pytestmark = pytest.mark.usefixtures("no_backoff_waits")
 
 
 def test_250_changes_with_one_duplicate_land_exactly_once(context, sync_deps, caplog):
