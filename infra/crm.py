@@ -106,7 +106,7 @@ class CrmIntegration(Construct):
             function_spec(RECONCILE_FUNCTION_ID, RECONCILE_HANDLER, RECONCILE_TIMEOUT, RECONCILE_MEMORY_MB),
             {**crm_env, **sync_env},
         )
-        self.reconcile.allow("ScanMembers", ["dynamodb:Scan", "dynamodb:GetItem"], [members.table_arn])
+        self.reconcile.allow("ScanMembers", ["dynamodb:Scan"], [members.table_arn])  # reads: _grant_sync
         self._grant_sync(self.reconcile, sync.table_arn, members.table_arn, events_indexes)
         self.reconcile.allow("ReadConfigOverrides", ["ssm:GetParameter"], [config_parameter_arn])
         secrets = [self.slack.secret_arn] + ([hubspot_token.secret_arn] if crm_provider == "hubspot" else [])

@@ -106,7 +106,7 @@ class IdentityAdmin(Construct):
         )
         # Events of an account (link, unlink, unmerge) and of a member (forget); forget deletes them.
         allow("FindEvents", ["dynamodb:Query"], events_indexes)
-        allow("ReadDeleteEvents", ["dynamodb:GetItem", "dynamodb:DeleteItem"], [arn[tables.EVENTS]])
+        allow("DeleteEvents", ["dynamodb:DeleteItem"], [arn[tables.EVENTS]])
         # forget: raw bodies, outcomes and sync state are keyed by event or member id, queried then deleted.
         allow(
             "ForgetPersonalData",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,19 +77,13 @@ class Spy:
         else:
             found.add((f"dynamodb:{operation}", TABLE_IDS[params["TableName"]], params.get("IndexName")))
 
-    def during(self, tag: str) -> _Tagged:
-        return _Tagged(self, tag)
-
-
-class _Tagged:
-    def __init__(self, spy: Spy, tag: str) -> None:
-        self.spy, self.tag = spy, tag
-
-    def __enter__(self) -> None:
-        self.spy.tag = self.tag
-
-    def __exit__(self, *exc: object) -> None:
-        self.spy.tag = None
+    @contextmanager
+    def during(self, tag: str) -> Iterator[None]:
+        self.tag = tag
+        try:
+            yield
+        finally:
+            self.tag = None
 
 
 @pytest.fixture

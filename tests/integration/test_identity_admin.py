@@ -121,12 +121,14 @@ def test_malformed_bodies_are_refused_naming_the_field(admin, clock, context):
     assert admin.store.get_member(ana) is not None
 
 
-def test_a_body_over_64_kb_is_refused(admin, context):
+def test_a_body_over_64_kb_is_refused_and_nothing_is_erased(admin, clock, context):
+    ana, _ = two_people(admin, clock)
     big = {"identity": "email:ana@example.com", "why": "x" * (64 * 1024)}
 
     status, body = call(context, "POST", "/admin/forget", big)
 
     assert status == 413 and body["error"] == "too_large"
+    assert float(admin.store.get_member(ana)["score"]) == pytest.approx(ANA, abs=1e-9)
 
 
 def test_unknown_members_and_routes_are_404(admin, context):
